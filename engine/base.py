@@ -1,0 +1,532 @@
+"""The engine interface and the machinery its backends share.
+
+The interface is py-lmdb's in shape: ``store.begin(write=...)`` gives a transaction that is a
+context manager (commit on success, abort on exception) and offers ``get``, ``put`` (with
+``overwrite=False`` as the atomic insert-if-absent), ``delete`` and an ordered ``scan``. Keys and
+values are ``bytes``; keys are ordered bytewise on every backend.
+
+Write transactions of the embedded backends (lmdb, file, sqlite) share one mechanism,
+:class:`BatchingStore`: a write transaction buffers its changes in a :class:`WriteSet`, reading
+through it to the backend's open *batch*; committing applies the changes to the batch, and the
+last writer of a burst flushes the batch durably once for everyone in it (group commit). Each
+caller is still atomic (its changes are applied whole or not at all) and is acknowledged only after
+the flush that carries its changes succeeded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from engine import errors
+
+#: The engine's key limit, the same on every backend so that any store can migrate to any other.
+#: LMDB allows 511 bytes and the lmdb backend spends one byte on a key prefix (so that the empty
+#: key, which LMDB refuses, is a key like any other).
+MAX_KEY_SIZE = 510
+
+FORMAT_NAME = "autobyteus-kv"
+FORMAT_VERSION = 1
+
+#: Group commit gathers at most this many write transactions into one flush, so that a steady
+#: stream of writers cannot postpone everyone's acknowledgement without bound.
+MAX_BATCH_MEMBERS = 512
+
+_MISSING = object()
+
+
+def check_key(key: Any) -> bytes:
+    if type(key) is not bytes:
+        if isinstance(key, (bytearray, memoryview)):
+            key = bytes(key)
+        else:
+            raise errors.InvalidKeyError(f"keys are bytes, not {type(key).__name__}")
+    if len(key) > MAX_KEY_SIZE:
+        raise errors.InvalidKeyError(
+            f"key of {len(key)} bytes exceeds the engine limit of {MAX_KEY_SIZE} bytes"
+        )
+    return key
+
+
+def check_value(value: Any) -> bytes:
+    if type(value) is not bytes:
+        if isinstance(value, (bytearray, memoryview)):
+            return bytes(value)
+        raise errors.InvalidKeyError(f"values are bytes, not {type(value).__name__}")
+    return value
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key that starts with ``prefix`` (None: no bound)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def scan_bounds(
+    start: bytes | None, end: bytes | None, prefix: bytes | None
+) -> tuple[bytes, bytes | None]:
+    """Normalise scan arguments to a half-open range ``[lo, hi)``; ``hi`` None means unbounded."""
+    lo = b"" if start is None else check_key(start)
+    hi = None if end is None else check_key(end)
+    if prefix is not None:
+        prefix = check_key(prefix)
+        if prefix > lo:
+            lo = prefix
+        p_end = prefix_end(prefix)
+        if p_end is not None and (hi is None or p_end < hi):
+            hi = p_end
+    return lo, hi
+
+
+def metadata_record(provider: str) -> dict[str, Any]:
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "backend": provider,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def check_metadata(meta: dict[str, Any], provider: str, where: str) -> None:
+    """Refuse a store written by another backend, another format, or a newer format version."""
+    if meta.get("format") != FORMAT_NAME:
+        raise errors.IncompatibleStoreError(f"{where} is not an {FORMAT_NAME} store: {meta!r}")
+    if meta.get("backend") != provider:
+        raise errors.IncompatibleStoreError(
+            f"{where} was created by the {meta.get('backend')!r} backend, not {provider!r}"
+        )
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise errors.IncompatibleStoreError(
+            f"{where} has format version {version!r}; this code reads versions 1..{FORMAT_VERSION}"
+        )
+
+
+class Transaction(ABC):
+    """A transaction: use it as a context manager, or call commit() / abort() yourself."""
+
+    write: bool = False
+    _closed: bool = False
+
+    @abstractmethod
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or None."""
+
+    def put(self, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
+        """Store ``value``; with ``overwrite=False`` only if ``key`` is absent. True if written."""
+        raise errors.ReadOnlyError("put() in a read transaction")
+
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key``; True if it was present."""
+        raise errors.ReadOnlyError("delete() in a read transaction")
+
+    @abstractmethod
+    def scan(
+        self,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs with ``start <= key < end`` (and starting with ``prefix``), in key order.
+
+        Reverse scans yield the same range from the highest key down. The iterator is valid only
+        while the transaction is open.
+        """
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._closed:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class Store(ABC):
+    """A key-value store. Thread-safe: share one Store between the threads of a process."""
+
+    provider: str = ""
+    readonly: bool = False
+
+    @abstractmethod
+    def begin(self, write: bool = False) -> Transaction: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def metadata(self) -> dict[str, Any]:
+        """What the store recorded about itself at creation (format, version, backend)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Backend facts for operators (sizes, map use); backends add what they know."""
+        return {"provider": self.provider}
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _limited(it: Iterator[tuple[bytes, bytes]], limit: int | None) -> Iterator[tuple[bytes, bytes]]:
+    if limit is None:
+        yield from it
+        return
+    if limit <= 0:
+        return
+    n = 0
+    for item in it:
+        yield item
+        n += 1
+        if n >= limit:
+            return
+
+
+def check_limit(limit: int | None) -> int | None:
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise errors.InvalidKeyError(f"limit must be a non-negative int, not {limit!r}")
+    return limit
+
+
+class WriteSet:
+    """The changes of one write transaction, not yet applied: key -> value, or None for deleted."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self) -> None:
+        self.changes: dict[bytes, bytes | None] = {}
+
+    def overlay_scan(
+        self,
+        base: Iterator[tuple[bytes, bytes]],
+        lo: bytes,
+        hi: bytes | None,
+        reverse: bool,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Merge the changes inside [lo, hi) into ``base``, an ordered scan of the same range."""
+        mine = sorted(
+            (k for k in self.changes if k >= lo and (hi is None or k < hi)), reverse=reverse
+        )
+        if not mine:
+            yield from base
+            return
+        i = 0
+        for key, value in base:
+            # Emit our own keys that sort before this base key (after it, in a reverse scan).
+            while i < len(mine) and (mine[i] > key if reverse else mine[i] < key):
+                v = self.changes[mine[i]]
+                if v is not None:
+                    yield mine[i], v
+                i += 1
+            if i < len(mine) and mine[i] == key:
+                v = self.changes[key]
+                i += 1
+                if v is not None:
+                    yield key, v
+                continue
+            yield key, value
+        for k in mine[i:]:
+            v = self.changes[k]
+            if v is not None:
+                yield k, v
+
+
+class RecoverableBatchError(Exception):
+    """Raised by a backend hook when the batch failed for a reason the backend can cure.
+
+    The batch is aborted, ``_batch_recover`` is called (the lmdb backend grows its map here), and
+    every member's changes are applied again to a fresh batch. Never escapes the engine.
+    """
+
+
+class _Ticket:
+    """One committed write transaction waiting for the flush that makes it durable."""
+
+    __slots__ = ("writes", "error", "done")
+
+    def __init__(self, writes: dict[bytes, bytes | None]) -> None:
+        self.writes = writes
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+class _Batch:
+    __slots__ = ("handle", "tickets")
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.tickets: list[_Ticket] = []
+
+
+class BatchedWriteTransaction(Transaction):
+    """A write transaction of a :class:`BatchingStore` (holds the store's writer mutex)."""
+
+    write = True
+
+    def __init__(self, store: BatchingStore, batch: _Batch) -> None:
+        self._store = store
+        self._batch = batch
+        self._ws = WriteSet()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.TransactionClosedError("the transaction is already closed")
+
+    def get(self, key: bytes) -> bytes | None:
+        self._check_open()
+        key = check_key(key)
+        v = self._ws.changes.get(key, _MISSING)
+        if v is not _MISSING:
+            return v  # type: ignore[return-value]
+        return self._store._batch_get(self._batch.handle, key)
+
+    def put(self, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
+        self._check_open()
+        key = check_key(key)
+        value = check_value(value)
+        if not overwrite and self.get(key) is not None:
+            return False
+        self._ws.changes[key] = value
+        return True
+
+    def delete(self, key: bytes) -> bool:
+        self._check_open()
+        key = check_key(key)
+        existed = self.get(key) is not None
+        if existed:
+            self._ws.changes[key] = None
+        return existed
+
+    def scan(
+        self,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        self._check_open()
+        check_limit(limit)
+        lo, hi = scan_bounds(start, end, prefix)
+        if hi is not None and hi <= lo:
+            return iter(())
+        base = self._store._batch_scan(self._batch.handle, lo, hi, reverse)
+        return _limited(self._ws.overlay_scan(base, lo, hi, reverse), limit)
+
+    def commit(self) -> None:
+        self._check_open()
+        self._closed = True
+        self._store._finish(self._batch, self._ws.changes)
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._store._finish(self._batch, None)
+
+
+class BatchingStore(Store):
+    """Group commit for backends that pay per durable flush.
+
+    Writers take the writer mutex in turn (one writer at a time, as in LMDB and SQLite). A writer
+    that commits applies its changes to the open batch; if nobody is queued behind it, it flushes
+    the batch durably and wakes the writers whose changes the flush carried, otherwise it leaves
+    the flush to whoever comes last. While a flush runs, new writers queue up, so the next flush
+    carries all of them: the batch grows with the load, with no timer and no idle wait.
+
+    Backends implement the ``_batch_*`` hooks; they run only under the writer mutex.
+    """
+
+    #: Artificial delay before each flush, for benchmarks that model slow flash (0 in production).
+    flush_delay: float = 0.0
+
+    def __init__(self) -> None:
+        self._writer_mutex = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queued = 0
+        self._batch: _Batch | None = None
+        self._local = threading.local()
+        self._closing = False
+
+    # -- hooks -------------------------------------------------------------------------------
+    @abstractmethod
+    def _batch_open(self) -> Any:
+        """Start a backend write transaction (the batch) and return its handle."""
+
+    @abstractmethod
+    def _batch_get(self, handle: Any, key: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    def _batch_scan(
+        self, handle: Any, lo: bytes, hi: bytes | None, reverse: bool
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+    @abstractmethod
+    def _batch_apply(self, handle: Any, writes: dict[bytes, bytes | None]) -> None:
+        """Apply one member's changes to the batch (not yet durable)."""
+
+    @abstractmethod
+    def _batch_commit(self, handle: Any) -> None:
+        """Make the batch durable; raise to fail every member of the batch."""
+
+    @abstractmethod
+    def _batch_abort(self, handle: Any) -> None: ...
+
+    def _batch_recover(self, exc: RecoverableBatchError) -> None:
+        """Cure the cause of a RecoverableBatchError (no transaction of this store is open)."""
+        raise errors.EngineError(f"unrecoverable batch failure: {exc}") from exc
+
+    @abstractmethod
+    def _check_writable(self) -> None:
+        """Raise if the store is closed or read-only."""
+
+    # -- the protocol --------------------------------------------------------------------------
+    def _begin_write(self) -> BatchedWriteTransaction:
+        self._check_writable()
+        if getattr(self._local, "writing", False):
+            # The writer mutex is not re-entrant: a second write transaction in the same thread
+            # would wait for itself forever.
+            raise errors.EngineError("a write transaction is already open in this thread")
+        with self._queue_lock:
+            self._queued += 1
+        self._writer_mutex.acquire()
+        with self._queue_lock:
+            self._queued -= 1
+        try:
+            self._check_writable()
+            if self._batch is None:
+                self._batch = _Batch(self._batch_open())
+        except BaseException:
+            self._writer_mutex.release()
+            raise
+        self._local.writing = True
+        return BatchedWriteTransaction(self, self._batch)
+
+    def _finish(self, batch: _Batch, writes: dict[bytes, bytes | None] | None) -> None:
+        """End a write transaction (writes None: aborted); called with the writer mutex held."""
+        self._local.writing = False
+        ticket: _Ticket | None = None
+        try:
+            if writes:
+                ticket = _Ticket(writes)
+                self._apply_member(batch, ticket)
+        except BaseException:
+            self._leave(batch)
+            raise
+        self._leave(batch)
+        if ticket is not None:
+            ticket.done.wait()
+            if ticket.error is not None:
+                raise ticket.error
+
+    def _apply_member(self, batch: _Batch, ticket: _Ticket) -> None:
+        try:
+            self._batch_apply(batch.handle, ticket.writes)
+        except RecoverableBatchError as exc:
+            self._rebuild(batch, exc, [*batch.tickets, ticket])
+        except BaseException:
+            # The backend may have half-applied this member: start the batch again with the
+            # members before it, then fail this one alone.
+            self._rebuild(batch, None, batch.tickets)
+            raise
+        batch.tickets.append(ticket)
+
+    def _rebuild(
+        self, batch: _Batch, exc: RecoverableBatchError | None, tickets: list[_Ticket]
+    ) -> None:
+        """Abort the batch's backend transaction and apply ``tickets`` again to a fresh one."""
+        for attempt in range(8):
+            self._batch_abort(batch.handle)
+            if exc is not None:
+                self._batch_recover(exc)
+            batch.handle = self._batch_open()
+            try:
+                for t in tickets:
+                    self._batch_apply(batch.handle, t.writes)
+                return
+            except RecoverableBatchError as again:
+                exc = again
+        raise errors.EngineError("the batch could not be rebuilt after 8 attempts")
+
+    def _leave(self, batch: _Batch) -> None:
+        """Flush if nobody is queued behind us (or the batch is full); release the mutex."""
+        try:
+            if not batch.tickets:
+                # Nothing to flush: end the backend transaction rather than keep it (and, for
+                # SQLite, the database's write lock) open while no one writes.
+                self._discard_batch(batch)
+                return
+            with self._queue_lock:
+                queued = self._queued
+            if queued and len(batch.tickets) < MAX_BATCH_MEMBERS and not self._closing:
+                return  # a queued writer will flush, carrying our changes with its own
+            self._flush(batch)
+        finally:
+            self._writer_mutex.release()
+
+    def _flush(self, batch: _Batch) -> None:
+        self._batch = None
+        error: BaseException | None = None
+        try:
+            if self.flush_delay:
+                time.sleep(self.flush_delay)
+            for attempt in range(8):
+                try:
+                    self._batch_commit(batch.handle)
+                    break
+                except RecoverableBatchError as exc:
+                    self._rebuild(batch, exc, batch.tickets)
+            else:
+                raise errors.EngineError("the batch could not be committed after 8 attempts")
+        except BaseException as exc:  # every member learns the outcome, whatever it was
+            error = exc
+            try:
+                self._batch_abort(batch.handle)
+            except Exception:
+                pass
+        for t in batch.tickets:
+            t.error = error
+            t.done.set()
+
+    def _discard_batch(self, batch: _Batch) -> None:
+        if self._batch is batch:
+            self._batch = None
+        try:
+            self._batch_abort(batch.handle)
+        except Exception:
+            pass
+
+    def _drain_writers(self) -> None:
+        """Wait for writers in flight and flush what they left; called by close()."""
+        self._closing = True
+        with self._writer_mutex:
+            batch, self._batch = self._batch, None
+            if batch is not None:
+                if batch.tickets:
+                    self._flush(batch)
+                else:
+                    self._batch_abort(batch.handle)
