@@ -459,7 +459,7 @@ class BatchingStore(Store):
         self, batch: _Batch, exc: RecoverableBatchError | None, tickets: list[_Ticket]
     ) -> None:
         """Abort the batch's backend transaction and apply ``tickets`` again to a fresh one."""
-        for attempt in range(8):
+        for _attempt in range(8):
             self._batch_abort(batch.handle)
             if exc is not None:
                 self._batch_recover(exc)
@@ -494,7 +494,7 @@ class BatchingStore(Store):
         try:
             if self.flush_delay:
                 time.sleep(self.flush_delay)
-            for attempt in range(8):
+            for _attempt in range(8):
                 try:
                     self._batch_commit(batch.handle)
                     break

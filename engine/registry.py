@@ -15,7 +15,9 @@ from engine import errors
 from engine.base import Store
 
 DISTRIBUTION = "autobyteus-persistence"
-SQL_INSTALL_COMMAND = f"pip install '{DISTRIBUTION}[sql]'  (from a checkout: pip install -e '.[sql]')"
+SQL_INSTALL_COMMAND = (
+    f"pip install '{DISTRIBUTION}[sql]'  (from a checkout: pip install -e '.[sql]')"
+)
 
 #: provider name -> "module:class"; the module is imported on first use only.
 PROVIDERS: dict[str, str] = {
@@ -90,7 +92,8 @@ def open_store(
                 "PERSISTENCE_PROVIDER=postgresql needs AUTOBYTEUS_DATABASE_URL "
                 "(postgresql+psycopg://user:password@host:port/database)"
             )
-        return cls(normalise_database_url(database_url), readonly=readonly, create=create, **options)  # type: ignore[call-arg]
+        url = normalise_database_url(database_url)
+        return cls(url, readonly=readonly, create=create, **options)  # type: ignore[call-arg]
     path = os.path.join(data_dir or DEFAULT_DATA_DIR, name)
     return cls(path, readonly=readonly, create=create, **options)  # type: ignore[call-arg]
 
@@ -99,7 +102,8 @@ def open_store_from_env(
     environ: Mapping[str, str] | None = None, *, readonly: bool = False, create: bool = True,
     **options: Any,
 ) -> Store:
-    """Open the store that PERSISTENCE_PROVIDER, AUTOBYTEUS_DATA_DIR, AUTOBYTEUS_DATABASE_URL name."""
+    """Open the store named by PERSISTENCE_PROVIDER, AUTOBYTEUS_DATA_DIR and
+    AUTOBYTEUS_DATABASE_URL."""
     env = os.environ if environ is None else environ
     return open_store(
         env.get("PERSISTENCE_PROVIDER") or None,

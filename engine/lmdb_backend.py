@@ -1,0 +1,459 @@
+"""The lmdb backend: the embedded default.
+
+Layout: one LMDB environment (a directory) with two named databases, ``meta`` (the store's
+metadata record) and ``data`` (the key-value pairs). Every data key is stored behind a one-byte
+prefix because LMDB refuses the empty key, which the engine accepts like any other; this is why
+the engine's key limit is 510 bytes, one less than LMDB's 511.
+
+Durability: ``sync`` and ``metasync`` are on unless the caller turns them off, so a commit returns
+only after LMDB's fsyncs; an fsync failure makes LMDB's commit fail, and the write fails with it.
+
+Group commit (see engine.base.BatchingStore) is done without ever sharing an LMDB write
+transaction between threads, which LMDB forbids (its writer mutex belongs to the thread that
+began the transaction). Writers read the committed state through a read transaction plus the
+batch's pending changes; the thread that flushes opens the LMDB write transaction, applies every
+pending change and commits, all in that one thread.
+
+Map growth: when LMDB reports the map full, the flush aborts its write transaction, waits until no
+read transaction of this process is open (LMDB's rule for mdb_env_set_mapsize), grows the map, and
+writes again; callers never see MapFullError. Another process that grew the map is picked up by
+set_mapsize(0) when a transaction reports MapResizedError.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import lmdb
+
+from engine import errors
+from engine.base import (
+    _MISSING,
+    BatchingStore,
+    Transaction,
+    WriteSet,
+    _limited,
+    check_key,
+    check_limit,
+    check_metadata,
+    metadata_record,
+    scan_bounds,
+)
+
+_KEY_PREFIX = b"k"
+_META_KEY = b"store"
+_IS_64BIT = sys.maxsize > 2**32
+#: A sparse reservation of address space, not disk: large on 64-bit, small where address space is
+#: scarce (32-bit boards), growing by itself in both cases.
+DEFAULT_MAP_SIZE = (256 << 20) if _IS_64BIT else (16 << 20)
+#: Grow before a flush once the map is this full, so that most growth needs no retried write.
+_GROW_AT = 0.80
+_open_paths: set[str] = set()
+_open_paths_lock = threading.Lock()
+
+
+def _wrap(exc: BaseException, action: str) -> errors.EngineError:
+    """The one place where py-lmdb's exceptions become the engine's."""
+    if isinstance(exc, errors.EngineError):
+        return exc
+    if isinstance(exc, lmdb.MapFullError):
+        return errors.StoreFullError(f"{action}: the LMDB map could not grow: {exc}")
+    if isinstance(exc, (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError,
+                        lmdb.VersionMismatchError)):
+        return errors.CorruptStoreError(f"{action}: {exc}")
+    if isinstance(exc, lmdb.ReadonlyError):
+        return errors.ReadOnlyError(f"{action}: {exc}")
+    if isinstance(exc, (lmdb.ReadersFullError,)):
+        return errors.BackendUnavailableError(f"{action}: {exc}")
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, lmdb.Error):
+        # py-lmdb reports system errors as lmdb.Error with the strerror text; recover the errno.
+        text = str(exc)
+        for name in ("ENOSPC", "EDQUOT", "EFBIG"):
+            if os.strerror(getattr(errno, name)) in text:
+                return errors.StoreFullError(f"{action}: {exc}")
+        if os.strerror(errno.EIO) in text:
+            return errors.DurabilityError(f"{action}: {exc}")
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return errors.StoreFullError(f"{action}: {exc}")
+    if code == errno.EIO:
+        return errors.DurabilityError(f"{action}: {exc}")
+    return errors.EngineError(f"{action}: {exc}")
+
+
+class _ReaderGate:
+    """Counts this process's open read transactions so the map can be resized between them."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._resizing = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0 and self._resizing:
+                self._cond.notify_all()
+
+    def exclusive(self, fn: Any, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._resizing = True
+            try:
+                # A thread that holds a read transaction while it waits for a write would wait
+                # for us forever: give up rather than deadlock, failing this one write.
+                if not self._cond.wait_for(lambda: self._readers == 0, timeout):
+                    raise errors.StoreFullError(
+                        "the LMDB map is full and could not grow: read transactions stayed open"
+                    )
+                fn()
+            finally:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+def _scan_db(
+    txn: lmdb.Transaction, db: Any, lo: bytes, hi: bytes | None, reverse: bool
+) -> Iterator[tuple[bytes, bytes]]:
+    """Pairs of [lo, hi) from an LMDB transaction, in key order, without the key prefix."""
+    plo = _KEY_PREFIX + lo
+    phi = _KEY_PREFIX + hi if hi is not None else None
+    with txn.cursor(db=db) as cur:
+        if not reverse:
+            if not cur.set_range(plo):
+                return
+            for k, v in cur:
+                if phi is not None and k >= phi:
+                    return
+                yield k[1:], v
+        else:
+            if phi is None:
+                positioned = cur.last()
+            else:
+                # Last key < phi: land on the first key >= phi, then step back one.
+                positioned = cur.prev() if cur.set_range(phi) else cur.last()
+            if not positioned:
+                return
+            for k, v in cur.iterprev():
+                if k < plo:
+                    return
+                yield k[1:], v
+
+
+class LmdbReadTransaction(Transaction):
+    write = False
+
+    def __init__(self, store: LmdbStore) -> None:
+        self._store = store
+        store._gate.enter()
+        try:
+            self._txn = store._begin_lmdb_read()
+        except BaseException:
+            store._gate.leave()
+            raise
+
+    def get(self, key: bytes) -> bytes | None:
+        if self._closed:
+            raise errors.TransactionClosedError("the transaction is already closed")
+        return self._txn.get(_KEY_PREFIX + check_key(key), db=self._store._data)  # type: ignore[no-any-return]
+
+    def scan(
+        self,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        if self._closed:
+            raise errors.TransactionClosedError("the transaction is already closed")
+        check_limit(limit)
+        lo, hi = scan_bounds(start, end, prefix)
+        if hi is not None and hi <= lo:
+            return iter(())
+        return _limited(_scan_db(self._txn, self._store._data, lo, hi, reverse), limit)
+
+    def _end(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._txn.abort()
+        finally:
+            self._store._gate.leave()
+
+    commit = _end
+    abort = _end
+
+    def __del__(self) -> None:
+        # A forgotten read transaction would pin the reader gate (and LMDB's old pages) forever.
+        if not self._closed:
+            try:
+                self._end()
+            except Exception:
+                pass
+
+
+class _LmdbBatch:
+    """A batch: the committed state as one read snapshot, plus everyone's pending changes."""
+
+    __slots__ = ("snapshot", "pending")
+
+    def __init__(self, snapshot: lmdb.Transaction) -> None:
+        self.snapshot: lmdb.Transaction | None = snapshot
+        self.pending = WriteSet()
+
+
+class LmdbStore(BatchingStore):
+    provider = "lmdb"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        readonly: bool = False,
+        create: bool = True,
+        sync: bool = True,
+        map_size: int | None = None,
+        max_readers: int = 510,
+    ) -> None:
+        super().__init__()
+        self.path = os.path.abspath(path)
+        self.readonly = readonly
+        self.sync = sync
+        self._closed = True
+        self._gate = _ReaderGate()
+        exists = os.path.exists(os.path.join(self.path, "data.mdb"))
+        if not exists and (readonly or not create):
+            raise errors.StoreNotFoundError(f"no lmdb store at {self.path}")
+        with _open_paths_lock:
+            if self.path in _open_paths:
+                # LMDB forbids opening one environment twice in a process (its locks would break).
+                raise errors.StoreLockedError(f"{self.path} is already open in this process")
+            _open_paths.add(self.path)
+        try:
+            if not exists:
+                os.makedirs(self.path, exist_ok=True)
+            self._env = lmdb.open(
+                self.path,
+                map_size=map_size or DEFAULT_MAP_SIZE,
+                max_dbs=2,
+                max_readers=max_readers,
+                readonly=readonly,
+                sync=sync,
+                metasync=sync,
+                lock=True,
+                subdir=True,
+                create=not readonly,
+            )
+        except lmdb.Error as exc:
+            with _open_paths_lock:
+                _open_paths.discard(self.path)
+            if isinstance(exc, lmdb.ReadonlyError) or "Permission denied" in str(exc):
+                raise errors.ReadOnlyError(f"cannot open {self.path} for writing: {exc}") from exc
+            raise _wrap(exc, f"opening {self.path}") from exc
+        except BaseException:
+            with _open_paths_lock:
+                _open_paths.discard(self.path)
+            raise
+        self._closed = False
+        try:
+            if not readonly:
+                # Reader slots left by processes that died (SIGKILL) would pin old pages forever.
+                self._env.reader_check()
+            self._open_databases()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_databases(self) -> None:
+        if self.readonly:
+            try:
+                self._meta_db = self._env.open_db(b"meta", create=False)
+                self._data = self._env.open_db(b"data", create=False)
+            except lmdb.NotFoundError as exc:
+                raise errors.StoreNotFoundError(f"{self.path} holds no store yet") from exc
+            with self._env.begin(db=self._meta_db) as txn:
+                raw = txn.get(_META_KEY)
+        else:
+            with self._env.begin(write=True) as txn:
+                self._meta_db = self._env.open_db(b"meta", txn=txn)
+                self._data = self._env.open_db(b"data", txn=txn)
+                raw = txn.get(_META_KEY, db=self._meta_db)
+                if raw is None:
+                    if txn.stat(self._data)["entries"]:
+                        raise errors.CorruptStoreError(f"{self.path} has data but no metadata")
+                    raw = json.dumps(metadata_record(self.provider)).encode()
+                    txn.put(_META_KEY, raw, db=self._meta_db)
+        if raw is None:
+            raise errors.CorruptStoreError(f"{self.path} has no metadata record")
+        try:
+            meta = json.loads(raw)
+        except ValueError as exc:
+            raise errors.CorruptStoreError(f"{self.path}: unreadable metadata") from exc
+        check_metadata(meta, self.provider, self.path)
+        self._metadata = meta
+
+    # -- Store -------------------------------------------------------------------------------
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._metadata)
+
+    def begin(self, write: bool = False) -> Transaction:
+        if self._closed:
+            raise errors.StoreClosedError(f"the store at {self.path} is closed")
+        if write:
+            return self._begin_write()
+        return LmdbReadTransaction(self)
+
+    def _check_writable(self) -> None:
+        if self._closed or self._closing:
+            raise errors.StoreClosedError(f"the store at {self.path} is closed")
+        if self.readonly:
+            raise errors.ReadOnlyError(f"the store at {self.path} was opened read-only")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if not self.readonly:
+            self._drain_writers()
+        self._closed = True
+        try:
+            self._env.close()
+        finally:
+            with _open_paths_lock:
+                _open_paths.discard(self.path)
+
+    def stats(self) -> dict[str, Any]:
+        info = self._env.info()
+        stat = self._env.stat()
+        with self._env.begin() as txn:
+            data = txn.stat(self._data)
+        psize = stat["psize"]
+        used_pages = info["last_pgno"] + 1
+        return {
+            "provider": self.provider,
+            "path": self.path,
+            "records": data["entries"],
+            "map_size": info["map_size"],
+            "map_used_bytes": used_pages * psize,
+            "map_use": round(used_pages * psize / info["map_size"], 4),
+            "page_size": psize,
+            "pages": {
+                "branch": data["branch_pages"],
+                "leaf": data["leaf_pages"],
+                "overflow": data["overflow_pages"],
+                "used": used_pages,
+            },
+            "readers": {"max": info["max_readers"], "in_use": info["num_readers"]},
+            "file_bytes": os.path.getsize(os.path.join(self.path, "data.mdb")),
+        }
+
+    # -- LMDB specifics ----------------------------------------------------------------------
+    def _begin_lmdb_read(self) -> lmdb.Transaction:
+        try:
+            return self._env.begin(buffers=False)
+        except lmdb.MapResizedError:
+            # Another process grew the map: adopt its size (0 = the size now in the file).
+            self._env.set_mapsize(0)
+            return self._env.begin(buffers=False)
+        except lmdb.Error as exc:
+            raise _wrap(exc, "beginning a read transaction") from exc
+
+    def _grow_map(self, minimum: int = 0) -> None:
+        current = self._env.info()["map_size"]
+        # Doubling keeps the number of resizes logarithmic; past 1 GiB, steps of 1 GiB avoid
+        # reserving far more address space than the data needs.
+        target = current * 2 if current < (1 << 30) else current + (1 << 30)
+        target = max(target, minimum)
+
+        def resize() -> None:
+            try:
+                self._env.set_mapsize(target)
+            except (MemoryError, OverflowError, lmdb.Error) as exc:
+                # A 32-bit address space cannot reserve more: the store is full.
+                raise errors.StoreFullError(
+                    f"the LMDB map cannot grow from {current} to {target} bytes: {exc}"
+                ) from exc
+
+        self._gate.exclusive(resize)
+
+    def _maybe_grow(self) -> None:
+        info = self._env.info()
+        used = (info["last_pgno"] + 1) * self._env.stat()["psize"]
+        if used >= info["map_size"] * _GROW_AT:
+            self._grow_map()
+
+    # -- group-commit hooks ------------------------------------------------------------------
+    def _batch_open(self) -> _LmdbBatch:
+        self._gate.enter()
+        try:
+            return _LmdbBatch(self._begin_lmdb_read())
+        except BaseException:
+            self._gate.leave()
+            raise
+
+    def _release_snapshot(self, batch: _LmdbBatch) -> None:
+        if batch.snapshot is not None:
+            try:
+                batch.snapshot.abort()
+            finally:
+                batch.snapshot = None
+                self._gate.leave()
+
+    def _batch_get(self, handle: _LmdbBatch, key: bytes) -> bytes | None:
+        v = handle.pending.changes.get(key, _MISSING)
+        if v is not _MISSING:
+            return v  # type: ignore[return-value]
+        assert handle.snapshot is not None
+        return handle.snapshot.get(_KEY_PREFIX + key, db=self._data)  # type: ignore[no-any-return]
+
+    def _batch_scan(
+        self, handle: _LmdbBatch, lo: bytes, hi: bytes | None, reverse: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        assert handle.snapshot is not None
+        base = _scan_db(handle.snapshot, self._data, lo, hi, reverse)
+        return handle.pending.overlay_scan(base, lo, hi, reverse)
+
+    def _batch_apply(self, handle: _LmdbBatch, writes: dict[bytes, bytes | None]) -> None:
+        handle.pending.changes.update(writes)
+
+    def _batch_commit(self, handle: _LmdbBatch) -> None:
+        self._release_snapshot(handle)
+        changes = handle.pending.changes
+        try:
+            self._maybe_grow()
+        except errors.EngineError:
+            pass  # try the write anyway: it may fit, and MapFull below grows or reports
+        for _attempt in range(64):
+            try:
+                with self._env.begin(write=True, db=self._data) as txn:
+                    for key, value in changes.items():
+                        if value is None:
+                            txn.delete(_KEY_PREFIX + key)
+                        else:
+                            txn.put(_KEY_PREFIX + key, value)
+                return
+            except lmdb.MapFullError:
+                self._grow_map()
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+            except lmdb.Error as exc:
+                raise _wrap(exc, "committing") from exc
+        raise errors.StoreFullError("the LMDB map could not be grown enough for this write")
+
+    def _batch_abort(self, handle: _LmdbBatch) -> None:
+        self._release_snapshot(handle)
+        handle.pending.changes.clear()
