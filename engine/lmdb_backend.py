@@ -234,6 +234,7 @@ class LmdbStore(BatchingStore):
         self.readonly = readonly
         self.sync = sync
         self._closed = True
+        self._stale_readers_cleared = 0
         self._gate = _ReaderGate()
         exists = os.path.exists(os.path.join(self.path, "data.mdb"))
         if not exists and (readonly or not create):
@@ -272,7 +273,7 @@ class LmdbStore(BatchingStore):
         try:
             if not readonly:
                 # Reader slots left by processes that died (SIGKILL) would pin old pages forever.
-                self._env.reader_check()
+                self._stale_readers_cleared = self._env.reader_check()
             self._open_databases()
         except BaseException:
             self.close()
@@ -357,7 +358,11 @@ class LmdbStore(BatchingStore):
                 "overflow": data["overflow_pages"],
                 "used": used_pages,
             },
-            "readers": {"max": info["max_readers"], "in_use": info["num_readers"]},
+            "readers": {
+                "max": info["max_readers"],
+                "slots_used": info["num_readers"],
+                "stale_cleared_at_open": self._stale_readers_cleared,
+            },
             "file_bytes": os.path.getsize(os.path.join(self.path, "data.mdb")),
         }
 

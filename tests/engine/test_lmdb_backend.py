@@ -1,0 +1,193 @@
+"""What only the lmdb backend promises: map growth, reader slots, a reader in another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from engine import errors, open_store
+from engine.lmdb_backend import LmdbStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_durable_flags_by_default(tmp_path: Path) -> None:
+    store = open_store("lmdb", data_dir=str(tmp_path))
+    flags = store._env.flags()  # type: ignore[attr-defined]
+    assert flags["sync"] and flags["metasync"]
+    store.close()
+
+
+def test_map_grows_instead_of_failing(tmp_path: Path) -> None:
+    store = LmdbStore(str(tmp_path / "s"), map_size=256 * 1024)
+    start = store.stats()["map_size"]
+    reader = store.begin()  # an open reader must not make growth fail or deadlock
+    reader.get(b"x")
+    done = threading.Event()
+
+    def close_reader_soon() -> None:
+        done.wait(0.3)
+        reader.abort()
+
+    threading.Thread(target=close_reader_soon).start()
+    value = os.urandom(64 * 1024)
+    for i in range(200):
+        with store.begin(write=True) as txn:
+            txn.put(f"k{i:04d}".encode(), value)
+    done.set()
+    grown = store.stats()
+    assert grown["map_size"] > start
+    assert grown["records"] == 200
+    with store.begin() as txn:
+        assert all(v == value for _, v in txn.scan())
+    store.close()
+
+
+def test_map_growth_under_concurrent_writers_and_readers(tmp_path: Path) -> None:
+    store = LmdbStore(str(tmp_path / "s"), map_size=128 * 1024)
+    failures: list[BaseException] = []
+
+    def write(t: int) -> None:
+        try:
+            for i in range(40):
+                with store.begin(write=True) as txn:
+                    txn.put(f"{t}/{i}".encode(), os.urandom(8 * 1024))
+        except BaseException as exc:
+            failures.append(exc)
+
+    def read() -> None:
+        try:
+            for _ in range(300):
+                with store.begin() as txn:
+                    list(txn.scan(limit=5))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not failures, failures
+    assert store.stats()["records"] == 320
+    store.close()
+
+
+def test_a_second_process_reads_while_this_one_writes(tmp_path: Path) -> None:
+    store = open_store("lmdb", data_dir=str(tmp_path), map_size=128 * 1024)
+    with store.begin(write=True) as txn:
+        txn.put(b"before", b"1")
+    writer_txn = store.begin(write=True)  # holds the writer mutex while the other process reads
+    writer_txn.put(b"uncommitted", b"x")
+    code = textwrap.dedent(
+        f"""
+        import json
+        from engine import open_store
+        s = open_store("lmdb", data_dir={str(tmp_path)!r}, readonly=True)
+        with s.begin() as t:
+            print(json.dumps([k.decode() for k, _ in t.scan()]))
+        s.close()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["before"]
+    writer_txn.commit()
+    # the writer grows the map past the size the other process first saw; it adapts
+    for i in range(100):
+        with store.begin(write=True) as txn:
+            txn.put(f"grow{i}".encode(), os.urandom(16 * 1024))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)) == 102
+    store.close()
+
+
+def test_stale_reader_slots_are_cleared_at_open(tmp_path: Path) -> None:
+    open_store("lmdb", data_dir=str(tmp_path)).close()
+    path = str(tmp_path / "lmdb")
+    # A process that keeps the environment open, so LMDB does not reset its reader table.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import lmdb,sys; e=lmdb.open({path!r}, max_dbs=2, readonly=True); print('up', flush=True);"
+         " sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
+        code = textwrap.dedent(
+            f"""
+            import os, signal
+            from engine import open_store
+            s = open_store("lmdb", data_dir={str(tmp_path)!r}, readonly=True)
+            t = s.begin(); t.get(b"x")
+            print(os.getpid(), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+            """
+        )
+        killed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                                text=True, timeout=60)
+        assert killed.returncode == -9
+        dead_pid = killed.stdout.strip()
+
+        def reader_table() -> str:
+            return subprocess.run(
+                [sys.executable, "-c",
+                 f"import lmdb; print(lmdb.open({path!r}, max_dbs=2, readonly=True).readers())"],
+                capture_output=True, text=True, timeout=60,
+            ).stdout
+
+        assert dead_pid in reader_table()  # the dead reader still holds its slot
+        store = open_store("lmdb", data_dir=str(tmp_path))
+        assert store.stats()["readers"]["stale_cleared_at_open"] >= 1
+        assert dead_pid not in reader_table()
+        store.close()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_store_of_another_backend_is_refused(tmp_path: Path) -> None:
+    store = open_store("lmdb", data_dir=str(tmp_path))
+    store.close()
+    env = lmdb.open(str(tmp_path / "lmdb"), max_dbs=2)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True, db=meta) as txn:
+        record = json.loads(txn.get(b"store"))
+        record["backend"] = "file"
+        txn.put(b"store", json.dumps(record).encode())
+    env.close()
+    with pytest.raises(errors.IncompatibleStoreError):
+        open_store("lmdb", data_dir=str(tmp_path))
+
+
+def test_newer_format_version_is_refused(tmp_path: Path) -> None:
+    open_store("lmdb", data_dir=str(tmp_path)).close()
+    env = lmdb.open(str(tmp_path / "lmdb"), max_dbs=2)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True, db=meta) as txn:
+        record = json.loads(txn.get(b"store"))
+        record["format_version"] = 99
+        txn.put(b"store", json.dumps(record).encode())
+    env.close()
+    with pytest.raises(errors.IncompatibleStoreError, match="format version 99"):
+        open_store("lmdb", data_dir=str(tmp_path))
+
+
+def test_opening_one_path_twice_in_a_process_is_refused(tmp_path: Path) -> None:
+    store = open_store("lmdb", data_dir=str(tmp_path))
+    with pytest.raises(errors.StoreLockedError):
+        open_store("lmdb", data_dir=str(tmp_path))
+    store.close()
+    open_store("lmdb", data_dir=str(tmp_path)).close()
