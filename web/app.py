@@ -1,0 +1,58 @@
+"""The Falcon application factory.
+
+``create_app(store, settings)`` builds an app with no global state. ``from_env()`` is for
+``waitress-serve --call web.app:from_env``: it opens the store named by the environment and starts
+the background workers too.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import falcon
+
+from engine.base import Store
+from web import errors
+from web.context import AppContext
+from web.middleware import BearerTokenAuth
+from web.openapi import build_document
+from web.resources import service
+from web.settings import Settings
+
+
+def resource_modules() -> list[ModuleType]:
+    from web.resources import domains as domain_resources
+
+    return [service, *domain_resources.MODULES]
+
+
+def create_app(
+    store: Store, settings: Settings | None = None, *, services: Any = None, clock: Any = None
+) -> falcon.App:
+    settings = settings or Settings()
+    if services is None:
+        from domains.registry import build_services
+
+        services = build_services(store, settings=settings.domain_options(), clock=clock)
+    middleware: list[Any] = []
+    if settings.api_token:
+        middleware.append(BearerTokenAuth(settings.api_token))
+    app = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.auto_parse_qs_csv = False
+    app.resp_options.secure_cookies_by_default = True
+    errors.install(app)
+    ctx = AppContext(store=store, settings=settings, services=services)
+    modules = resource_modules()
+    for module in modules:
+        module.add_routes(app, ctx)
+    app.add_route("/openapi.json", service.OpenApiResource(build_document(modules)))
+    return app
+
+
+def from_env() -> falcon.App:
+    """Open the configured store, start the background workers, and return the app."""
+    from web.runtime import Runtime
+
+    return Runtime.start(Settings.from_env()).app

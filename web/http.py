@@ -1,0 +1,103 @@
+"""Request parsing and answering helpers shared by the resources (the web layer only parses)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import falcon
+
+from domains.common import Page, etag_of
+from web.errors import ApiError
+
+JSON_TYPES = ("application/json",)
+
+
+def read_json(req: falcon.Request, max_bytes: int) -> Any:
+    """The request body as JSON: 415 for another type, 413 past ``max_bytes``, 400 if malformed."""
+    content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if content_type not in JSON_TYPES and not content_type.endswith("+json"):
+        raise ApiError(
+            falcon.HTTP_415, "UNSUPPORTED_MEDIA_TYPE",
+            f"the body must be application/json, not {content_type or 'missing'}",
+        )
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise ApiError(
+            falcon.HTTP_413, "PAYLOAD_TOO_LARGE", f"the body exceeds the limit of {max_bytes} bytes"
+        )
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ApiError(
+            falcon.HTTP_413, "PAYLOAD_TOO_LARGE", f"the body exceeds the limit of {max_bytes} bytes"
+        )
+    return parse_json_bytes(raw)
+
+
+def parse_json_bytes(raw: bytes) -> Any:
+    if not raw.strip():
+        raise ApiError(falcon.HTTP_400, "MALFORMED_JSON", "the body is empty")
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ApiError(falcon.HTTP_400, "MALFORMED_JSON", "the body is not valid UTF-8") from None
+    except RecursionError:
+        raise ApiError(falcon.HTTP_400, "MALFORMED_JSON", "the body is nested too deeply") from None
+    except ValueError as exc:
+        raise ApiError(falcon.HTTP_400, "MALFORMED_JSON", f"malformed JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
+    body = read_json(req, max_bytes)
+    if not isinstance(body, dict):
+        raise ApiError(falcon.HTTP_400, "VALIDATION_ERROR", "the body must be a JSON object")
+    return body
+
+
+def send(
+    resp: falcon.Response, document: Any, status: str = falcon.HTTP_200, *, etag: bool = False
+) -> None:
+    resp.status = status
+    resp.media = document
+    if etag and isinstance(document, Mapping):
+        resp.etag = etag_of(document)
+
+
+def send_page(resp: falcon.Response, page: Page[Any], to_json: Callable[[Any], Any]) -> None:
+    resp.media = {"items": [to_json(item) for item in page.items], "nextCursor": page.next_cursor}
+
+
+def if_match(req: falcon.Request) -> str | None:
+    """The ETag a client expects (``If-Match``), unquoted; None when absent or ``*``."""
+    raw = req.get_header("If-Match")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value == "*":
+        return None
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def query_text(req: falcon.Request, name: str) -> str | None:
+    value = req.get_param(name)
+    return value if value not in (None, "") else None
+
+
+def query_bool(req: falcon.Request, name: str) -> bool | None:
+    value = req.get_param(name)
+    if value in (None, ""):
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ApiError(falcon.HTTP_400, "VALIDATION_ERROR", f"{name} must be true or false", name)

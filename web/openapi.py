@@ -1,0 +1,88 @@
+"""The OpenAPI 3.1 document, assembled from the ``PATHS`` that each resource module declares
+beside its routes, and the list of routes an app really serves (to prove the two agree)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+import falcon
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["code", "detail", "field"],
+    "properties": {
+        "code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+        "detail": {"type": "string"},
+        "field": {"type": ["string", "null"]},
+    },
+}
+
+COMPONENTS: dict[str, Any] = {
+    "schemas": {"Error": ERROR_SCHEMA},
+    "responses": {
+        "Error": {
+            "description": "an error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    },
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    "parameters": {
+        "limit": {"name": "limit", "in": "query", "required": False,
+                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+        "cursor": {"name": "cursor", "in": "query", "required": False,
+                   "schema": {"type": "string"}},
+        "ifMatch": {"name": "If-Match", "in": "header", "required": False,
+                    "schema": {"type": "string"}},
+    },
+}
+
+_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def build_document(modules: Iterable[ModuleType], version: str = "0.1.0") -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for module in modules:
+        for path, operations in module.PATHS.items():
+            paths.setdefault(path, {}).update(copy.deepcopy(operations))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "autobyteus persistence server",
+            "version": version,
+            "description": "Persistent state of an agent platform: prompts, agent and team "
+            "definitions, MCP server configurations, token usage, artifacts and external "
+            "channels.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": COMPONENTS,
+        "security": [{"bearer": []}],
+    }
+
+
+def documented_routes(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method.upper())
+        for path, operations in document["paths"].items()
+        for method in operations
+        if method in _METHODS
+    }
+
+
+def served_routes(app: falcon.App) -> set[tuple[str, str]]:
+    """(URI template, METHOD) for every responder the app's router holds."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(nodes: list[Any]) -> None:
+        for node in nodes:
+            if node.resource is not None and node.method_map:
+                for method, responder in node.method_map.items():
+                    # Falcon fills unhandled methods with its own 405 responder.
+                    if getattr(responder, "__self__", None) is node.resource:
+                        found.add((node.uri_template, method))
+            walk(node.children)
+
+    walk(app._router._roots)  # type: ignore[attr-defined]
+    return found

@@ -1,0 +1,7 @@
+"""The resource modules of the domains, in the order their routes are documented."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+MODULES: list[ModuleType] = []

@@ -1,0 +1,54 @@
+"""A running server's parts: the store, the services, the app and the background workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import falcon
+
+from engine import open_store
+from engine.base import Store
+from web.settings import Settings
+
+log = logging.getLogger("web.runtime")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, store: Store, app: falcon.App, workers: list[Any]):
+        self.settings = settings
+        self.store = store
+        self.app = app
+        self.workers = workers
+        self._stopped = threading.Event()
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        from domains.registry import build_services
+
+        from web.app import create_app
+
+        store = open_store(settings.provider, **settings.store_options())
+        try:
+            services = build_services(store, settings=settings.domain_options())
+            app = create_app(store, settings, services=services)
+            workers = services.background_workers(settings.ttl_sweep_interval_s)
+            for worker in workers:
+                worker.start()
+        except BaseException:
+            store.close()
+            raise
+        return cls(settings, store, app, workers)
+
+    def stop(self) -> None:
+        """Stop the workers, then close the store (flushing what group commit still holds)."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for worker in reversed(self.workers):
+            try:
+                worker.stop()
+            except Exception:
+                log.exception("stopping %r failed", worker)
+        self.store.close()

@@ -1,0 +1,153 @@
+"""One settings object, read from the environment (and command-line flags), validated at startup.
+
+A bad value fails at startup with a message that names the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from engine.registry import DEFAULT_DATA_DIR, DEFAULT_PROVIDER, PROVIDERS
+
+
+class SettingsError(ValueError):
+    """A setting has a value this server does not accept."""
+
+
+@attrs.frozen
+class Settings:
+    provider: str = DEFAULT_PROVIDER
+    data_dir: str = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    api_token: str | None = attrs.field(default=None, repr=False)
+    gateway_shared_secret: str | None = attrs.field(default=None, repr=False)
+    callback_base_url: str | None = None
+    callback_shared_secret: str | None = attrs.field(default=None, repr=False)
+    callback_timeout_ms: int = 5000
+    ingress_routed_disposition: str = "ROUTED"
+    ingress_idempotency_ttl_s: int = 3600
+    callback_idempotency_ttl_s: int = 3600
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 8
+    max_body_bytes: int = 1 << 20
+    ttl_sweep_interval_s: float = 60.0
+    lmdb_map_size: int | None = None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Settings from ``environ`` (default os.environ); ``overrides`` (flags) win."""
+        env = os.environ if environ is None else environ
+
+        def text(name: str) -> str | None:
+            value = env.get(name)
+            if value is None or not value.strip():
+                return None
+            return value.strip()
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(
+                    f"{name}={raw!r} is not an integer; it accepts {low}..{high}"
+                ) from None
+            if not low <= value <= high:
+                raise SettingsError(f"{name}={value} is out of range; it accepts {low}..{high}")
+            return value
+
+        provider = (text("PERSISTENCE_PROVIDER") or DEFAULT_PROVIDER).lower()
+        values: dict[str, Any] = {
+            "provider": provider,
+            "data_dir": text("AUTOBYTEUS_DATA_DIR") or DEFAULT_DATA_DIR,
+            "database_url": text("AUTOBYTEUS_DATABASE_URL"),
+            "api_token": text("AUTOBYTEUS_API_TOKEN"),
+            "gateway_shared_secret": text("CHANNEL_GATEWAY_SHARED_SECRET"),
+            "callback_base_url": text("CHANNEL_CALLBACK_BASE_URL"),
+            "callback_shared_secret": text("CHANNEL_CALLBACK_SHARED_SECRET"),
+            "callback_timeout_ms": integer("CHANNEL_CALLBACK_TIMEOUT_MS", 5000, 1, 600_000),
+            "ingress_routed_disposition": (
+                text("CHANNEL_INGRESS_ROUTED_DISPOSITION") or "ROUTED"
+            ).upper(),
+            "ingress_idempotency_ttl_s": integer(
+                "CHANNEL_INGRESS_IDEMPOTENCY_TTL_SECONDS", 3600, 0, 10 * 365 * 86400
+            ),
+            "callback_idempotency_ttl_s": integer(
+                "CHANNEL_CALLBACK_IDEMPOTENCY_TTL_SECONDS", 3600, 0, 10 * 365 * 86400
+            ),
+            "host": text("AUTOBYTEUS_HOST") or "127.0.0.1",
+            "port": integer("AUTOBYTEUS_PORT", 8000, 0, 65535),
+            "threads": integer("AUTOBYTEUS_THREADS", 8, 1, 256),
+            "max_body_bytes": integer("AUTOBYTEUS_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
+            "ttl_sweep_interval_s": float(
+                integer("AUTOBYTEUS_TTL_SWEEP_INTERVAL_SECONDS", 60, 1, 86400)
+            ),
+            "lmdb_map_size": (
+                integer("AUTOBYTEUS_LMDB_MAP_SIZE", 0, 1 << 20, 1 << 40)
+                if text("AUTOBYTEUS_LMDB_MAP_SIZE")
+                else None
+            ),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise SettingsError(
+                f"PERSISTENCE_PROVIDER={self.provider!r} is not a provider; it accepts "
+                + ", ".join(PROVIDERS)
+            )
+        if self.provider == "postgresql":
+            if not self.database_url:
+                raise SettingsError(
+                    "PERSISTENCE_PROVIDER=postgresql needs AUTOBYTEUS_DATABASE_URL "
+                    "(postgresql+psycopg://user:password@host:port/database)"
+                )
+            if not self.database_url.startswith(("postgresql://", "postgresql+psycopg://",
+                                                 "postgres://")):
+                raise SettingsError(
+                    "AUTOBYTEUS_DATABASE_URL must start with postgresql+psycopg:// or "
+                    "postgresql://"
+                )
+        if self.ingress_routed_disposition not in ("ROUTED", "ACCEPTED"):
+            raise SettingsError(
+                f"CHANNEL_INGRESS_ROUTED_DISPOSITION={self.ingress_routed_disposition!r}; "
+                "it accepts ROUTED or ACCEPTED"
+            )
+        if self.callback_base_url is not None:
+            parts = urlsplit(self.callback_base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise SettingsError(
+                    f"CHANNEL_CALLBACK_BASE_URL={self.callback_base_url!r} is not an http(s) URL"
+                )
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"--port/AUTOBYTEUS_PORT={self.port}; it accepts 0..65535")
+        if not 1 <= self.threads <= 256:
+            raise SettingsError(f"--threads/AUTOBYTEUS_THREADS={self.threads}; it accepts 1..256")
+
+    def domain_options(self) -> dict[str, Any]:
+        """What the domain services are configured with (no HTTP in it)."""
+        return {
+            "ingress_idempotency_ttl_s": self.ingress_idempotency_ttl_s,
+            "callback_idempotency_ttl_s": self.callback_idempotency_ttl_s,
+            "callback_configured": self.callback_base_url is not None,
+        }
+
+    def store_options(self) -> dict[str, Any]:
+        """Arguments for engine.open_store()."""
+        options: dict[str, Any] = {"data_dir": self.data_dir, "database_url": self.database_url}
+        if self.provider == "lmdb" and self.lmdb_map_size:
+            options["map_size"] = self.lmdb_map_size
+        return options
