@@ -116,7 +116,15 @@ _pg_insert = pg_dialect.insert(kv)
 _PG_UPSERT = _pg_insert.on_conflict_do_update(
     index_elements=[kv.c.key], set_={"value": _pg_insert.excluded.value}
 )
-_PG_INSERT_IF_ABSENT = _pg_insert.on_conflict_do_nothing(index_elements=[kv.c.key])
+#: RETURNING names the winner: SQLAlchemy does not report a row count for INSERT on psycopg.
+_PG_INSERT_IF_ABSENT = _pg_insert.on_conflict_do_nothing(index_elements=[kv.c.key]).returning(
+    kv.c.key
+)
+_PG_TABLE_EXISTS = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relname = :name AND n.nspname = current_schema())"
+)
 _PG_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("lock", type_=sa.BigInteger)))
 
 
@@ -328,7 +336,7 @@ class _ConnTransaction(Transaction):
 
     def commit(self) -> None:
         self._check_open()
-        if self._failure is not None:
+        if self.write and self._failure is not None:
             self.abort()
             raise type(self._failure)(
                 f"the transaction was rolled back after an earlier error: {self._failure}"
@@ -372,7 +380,8 @@ class _PgWriteTransaction(_ConnTransaction):
         if overwrite:
             self._execute(_PG_UPSERT, {"key": key, "value": value})
             return True
-        return bool(self._execute(_PG_INSERT_IF_ABSENT, {"key": key, "value": value}).rowcount)
+        inserted = self._execute(_PG_INSERT_IF_ABSENT, {"key": key, "value": value}).first()
+        return inserted is not None
 
     def delete(self, key: bytes) -> bool:
         key = check_key(key)
@@ -445,7 +454,9 @@ class SqliteStore(BatchingStore):
                 uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
             )
 
-        engine = sa.create_engine("sqlite+pysqlite://", creator=connect, poolclass=poolclass, **pool)
+        engine = sa.create_engine(
+            "sqlite+pysqlite://", creator=connect, poolclass=poolclass, **pool
+        )
         writer = mode != "ro"
         synchronous = "FULL" if self.sync else "NORMAL"
         busy_ms = int(timeout * 1000)
@@ -731,7 +742,10 @@ class PostgresStore(Store):
 
     @staticmethod
     def _has_table(conn: Connection, name: str) -> bool:
-        return conn.execute(sa.select(sa.func.to_regclass(name).is_not(None))).scalar() is True
+        # Ask pg_class with this statement's snapshot. to_regclass() would answer from the
+        # session's catalog cache, which can still miss a table that another process committed
+        # while we waited for the lock (seen: kv found, kv_meta not).
+        return bool(conn.execute(_PG_TABLE_EXISTS, {"name": name}).scalar())
 
     @property
     def metadata(self) -> dict[str, Any]:
