@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import Any
 
-Element = Union[None, int, bytes, str]
+Element = None | int | bytes | str
 
 NONE = 0x01
 INT_NEG_BIG = 0x0B  # negative, more than 8 bytes: complemented length byte follows
