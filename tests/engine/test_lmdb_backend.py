@@ -120,7 +120,8 @@ def test_stale_reader_slots_are_cleared_at_open(tmp_path: Path) -> None:
     # A process that keeps the environment open, so LMDB does not reset its reader table.
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         f"import lmdb,sys; e=lmdb.open({path!r}, max_dbs=2, readonly=True); print('up', flush=True);"
+         f"import lmdb,sys; e=lmdb.open({path!r}, max_dbs=2, readonly=True);"
+         " print('up', flush=True);"
          " sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )

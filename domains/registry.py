@@ -1,0 +1,72 @@
+"""Wiring: every domain's service over one store, and what the server runs beside them.
+
+The web layer and the tools call ``build_services``; no domain reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from domains.common import Clock, utc_now
+from engine.base import Store
+
+
+@attrs.define
+class Services:
+    store: Store
+    prompts: Any
+    agent_definitions: Any
+    agent_teams: Any
+    mcp_servers: Any
+    token_usage: Any
+    artifacts: Any
+    #: The external-channel services (domains.md section 7), when built.
+    channel: Any = None
+    #: TTL spaces whose expired keys the server's sweeper purges.
+    ttl_spaces: list[Any] = attrs.field(factory=list)
+    #: Factories of background workers (each with start() and stop()), given the settings dict.
+    worker_factories: list[Callable[[], Any]] = attrs.field(factory=list)
+
+    def background_workers(self, sweep_interval_s: float) -> list[Any]:
+        from engine.indexes import TtlSweeper
+
+        workers: list[Any] = []
+        if self.ttl_spaces:
+            workers.append(TtlSweeper(self.store, self.ttl_spaces, interval=sweep_interval_s))
+        workers.extend(factory() for factory in self.worker_factories)
+        return workers
+
+
+def build_services(
+    store: Store, *, settings: Mapping[str, Any] | None = None, clock: Clock | None = None
+) -> Services:
+    from domains.agent_definitions.service import AgentDefinitionService
+    from domains.agent_teams.service import AgentTeamService
+    from domains.artifacts.service import ArtifactService
+    from domains.mcp_servers.service import McpServerService
+    from domains.prompts.service import PromptService
+    from domains.token_usage.service import TokenUsageService
+
+    clock = clock or utc_now
+    return Services(
+        store=store,
+        prompts=PromptService(store, clock=clock),
+        agent_definitions=AgentDefinitionService(store, clock=clock),
+        agent_teams=AgentTeamService(store, clock=clock),
+        mcp_servers=McpServerService(store, clock=clock),
+        token_usage=TokenUsageService(store, clock=clock),
+        artifacts=ArtifactService(store, clock=clock),
+    )
+
+
+def all_collections() -> list[Any]:
+    """Every index-layer collection of every domain (for the consistency check and tools)."""
+    from domains import agent_definitions, agent_teams, artifacts, mcp_servers, prompts, token_usage
+
+    found: list[Any] = []
+    for package in (prompts, agent_definitions, agent_teams, mcp_servers, token_usage, artifacts):
+        found.extend(package.collections())
+    return found
