@@ -1,0 +1,150 @@
+"""The prompts codec: the one place where prompts become JSON or bytes, and where request bodies
+are checked and parsed.
+
+JSON is camelCase with ISO-8601 millisecond ``Z`` timestamps. Stored bytes are that JSON plus a
+format version, ``{"v": 1, ...}``: :func:`from_bytes` upgrades older versions on read, so a later
+format can be introduced without rewriting the store.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from domains.common import (
+    format_timestamp,
+    optional_text,
+    parse_timestamp,
+    reject_unknown_fields,
+    require_object,
+    required_text,
+)
+from domains.errors import ValidationError
+from domains.prompts.models import CategoryNames, Prompt, canonical_models
+
+FORMAT_VERSION = 1
+
+
+class RecordFormatError(ValueError):
+    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _register_camel(conv: cattrs.Converter, cls: type) -> None:
+    renames: dict[str, Any] = {
+        a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)
+    }
+    conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
+    conv.register_structure_hook(
+        cls, make_dict_structure_fn(cls, conv, **renames)
+    )
+
+
+converter = cattrs.Converter()
+converter.register_unstructure_hook(_dt.datetime, format_timestamp)
+converter.register_structure_hook(_dt.datetime, lambda v, _: parse_timestamp(v, "timestamp"))
+_register_camel(converter, Prompt)
+_register_camel(converter, CategoryNames)
+
+#: Upgrades of stored documents: version n -> a function turning a version-n document into n+1.
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+# -- records ------------------------------------------------------------------------------------
+def to_json(prompt: Prompt) -> dict[str, Any]:
+    return converter.unstructure(prompt, Prompt)
+
+
+def categories_to_json(entries: list[CategoryNames]) -> list[dict[str, Any]]:
+    return converter.unstructure(entries, list[CategoryNames])
+
+
+def to_bytes(prompt: Prompt) -> bytes:
+    doc = {"v": FORMAT_VERSION, **to_json(prompt)}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def from_bytes(raw: bytes) -> Prompt:
+    try:
+        doc = json.loads(raw)
+        version = doc.pop("v")
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise RecordFormatError(f"not a stored prompt: {exc}") from None
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise RecordFormatError(f"prompt format version {version!r} is not one this code reads")
+    while version < FORMAT_VERSION:
+        doc = _UPGRADES[version](doc)
+        version += 1
+    return converter.structure(doc, Prompt)
+
+
+# -- request bodies -----------------------------------------------------------------------------
+CREATE_FIELDS = ("name", "category", "promptContent", "description", "suitableForModels")
+REVISION_FIELDS = ("promptContent",)
+PATCH_FIELDS = (
+    "name", "category", "promptContent", "description", "suitableForModels", "isActive",
+)
+#: Fields of the JSON form that a client may send back but never change.
+READ_ONLY_FIELDS = ("id", "version", "parentId", "createdAt", "updatedAt")
+
+
+def parse_create(payload: Any) -> dict[str, Any]:
+    """The fields of a new prompt (snake_case), checked; version and activity are the service's."""
+    body = require_object(payload)
+    reject_unknown_fields(body, CREATE_FIELDS)
+    return {
+        "name": required_text(body, "name"),
+        "category": required_text(body, "category"),
+        "prompt_content": required_text(body, "promptContent"),
+        "description": optional_text(body, "description"),
+        "suitable_for_models": canonical_models(optional_text(body, "suitableForModels")),
+    }
+
+
+def parse_revision(payload: Any) -> dict[str, Any]:
+    body = require_object(payload)
+    reject_unknown_fields(body, REVISION_FIELDS)
+    return {"prompt_content": required_text(body, "promptContent")}
+
+
+def parse_patch(payload: Any) -> dict[str, Any]:
+    """Only the fields given (snake_case). ``description: null`` clears it; a null or blank
+    ``suitableForModels`` becomes ``"default"``; name, category and content cannot be blank."""
+    body = require_object(payload)
+    _reject_read_only(body, READ_ONLY_FIELDS)
+    reject_unknown_fields(body, PATCH_FIELDS)
+    out: dict[str, Any] = {}
+    for field, attr in (("name", "name"), ("category", "category"),
+                        ("promptContent", "prompt_content")):
+        if field in body:
+            out[attr] = required_text(body, field)
+    if "description" in body:
+        out["description"] = optional_text(body, "description")
+    if "suitableForModels" in body:
+        out["suitable_for_models"] = canonical_models(optional_text(body, "suitableForModels"))
+    if "isActive" in body:
+        if not isinstance(body["isActive"], bool):
+            raise ValidationError("isActive must be true or false", field="isActive")
+        out["is_active"] = body["isActive"]
+    return out
+
+
+def _reject_read_only(body: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+    for name in fields:
+        if name in body:
+            raise ValidationError(f"{name} cannot be changed", field=name, code="READ_ONLY_FIELD")
+
+
+def camel(name: str) -> str:
+    """The JSON name of a model attribute (for error fields)."""
+    return _camel(name)
