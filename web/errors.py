@@ -113,7 +113,12 @@ def _handle_http(req: falcon.Request, resp: falcon.Response, ex: Exception, para
         _answer(resp, ex.status, error_body(ex.code, ex.detail_text, ex.field))
         return
     code = _code_for_status(ex.status)
-    detail = ex.description or ex.title or code
+    if isinstance(ex, falcon.HTTPRouteNotFound):
+        detail = f"no resource at {req.path}"
+    elif isinstance(ex, falcon.HTTPMethodNotAllowed):
+        detail = f"{req.method} is not allowed on {req.path}"
+    else:
+        detail = ex.description or ex.title or code
     _answer(resp, ex.status, error_body(code, detail, None))
 
 

@@ -4,4 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-MODULES: list[ModuleType] = []
+from web.resources import definitions, prompts
+
+MODULES: list[ModuleType] = [prompts, definitions]

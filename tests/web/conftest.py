@@ -1,0 +1,27 @@
+"""Web fixtures: an app over a fresh lmdb store, driven through falcon.testing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import falcon.testing
+import pytest
+
+from web.app import create_app
+from web.settings import Settings
+
+
+@pytest.fixture
+def make_client(make_store: Any) -> Iterator[Callable[..., falcon.testing.TestClient]]:
+    def make(provider: str = "lmdb", **settings: Any) -> falcon.testing.TestClient:
+        store = make_store.open(provider)
+        app = create_app(store, Settings(provider=provider, **settings))
+        return falcon.testing.TestClient(app)
+
+    yield make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., falcon.testing.TestClient]) -> falcon.testing.TestClient:
+    return make_client()

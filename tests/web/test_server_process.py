@@ -1,0 +1,114 @@
+"""The real server process, started with the README's command, over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Server:
+    def __init__(self, data_dir: Path, provider: str = "lmdb", **env: str) -> None:
+        environ = dict(os.environ, PERSISTENCE_PROVIDER=provider,
+                       AUTOBYTEUS_DATA_DIR=str(data_dir), **env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=environ,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        self.log: list[str] = []
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                self.url = match.group(1)
+                break
+        else:
+            raise AssertionError("the server did not start:\n" + "".join(self.log))
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        rest = self.proc.communicate(timeout=60)[1]
+        self.log.append(rest or "")
+        return self.proc.returncode
+
+
+def test_start_talk_stop_restart_and_find_every_record(tmp_path: Path) -> None:
+    server = Server(tmp_path)
+    try:
+        assert server.call("GET", "/health") == (200, server.call("GET", "/health")[1])
+        assert server.call("GET", "/health")[1]["provider"] == "lmdb"
+        status, prompt = server.call(
+            "POST", "/rest/api/prompts",
+            {"name": "greeter", "category": "chat", "promptContent": "Hello"},
+        )
+        assert status == 201
+        status, records = server.call(
+            "POST", "/rest/api/token-usage/conversations",
+            {"agentId": "run-1", "llmModel": "m", "promptTokens": 10, "completionTokens": 5,
+             "promptCost": 0.1, "completionCost": 0.2},
+        )
+        assert status == 201 and len(records) == 2
+    finally:
+        assert server.stop() == 0, "".join(server.log)
+    assert "Traceback" not in "".join(server.log)
+
+    server = Server(tmp_path)
+    try:
+        status, got = server.call("GET", f"/rest/api/prompts/{prompt['id']}")
+        assert status == 200 and got == prompt
+        status, page = server.call("GET", "/rest/api/token-usage/records?start=2000-01-01")
+        assert status == 200 and [r["tokenCount"] for r in page["items"]] == [10, 5]
+    finally:
+        assert server.stop() == 0
+
+
+def test_startup_on_lmdb_imports_no_sql_library(tmp_path: Path) -> None:
+    code = (
+        "import sys, os\n"
+        "from web.settings import Settings\n"
+        "from web.runtime import Runtime\n"
+        "rt = Runtime.start(Settings.from_env())\n"
+        "rt.stop()\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'psycopg')]\n"
+        "assert not bad, bad\n"
+        "print('NO-SQL-OK')\n"
+    )
+    for provider in ("lmdb", "file"):
+        env = dict(os.environ, PERSISTENCE_PROVIDER=provider, AUTOBYTEUS_DATA_DIR=str(tmp_path))
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert "NO-SQL-OK" in out.stdout, out.stderr
+
+
+def test_bad_setting_fails_at_startup_with_a_clear_message(tmp_path: Path) -> None:
+    env = dict(os.environ, PERSISTENCE_PROVIDER="mongodb", AUTOBYTEUS_DATA_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "PERSISTENCE_PROVIDER" in out.stderr and "lmdb" in out.stderr
+    assert "Traceback" not in out.stderr
+    env = dict(os.environ, CHANNEL_CALLBACK_TIMEOUT_MS="soon", AUTOBYTEUS_DATA_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "CHANNEL_CALLBACK_TIMEOUT_MS" in out.stderr

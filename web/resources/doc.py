@@ -1,0 +1,74 @@
+"""Small builders for the OpenAPI operations that resource modules declare beside their routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STR = {"type": "string"}
+NSTR = {"type": ["string", "null"]}
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+BOOL = {"type": "boolean"}
+TIME = {"type": "string", "format": "date-time"}
+STR_LIST = {"type": "array", "items": STR}
+STR_MAP = {"type": "object", "additionalProperties": STR}
+ERROR = {"$ref": "#/components/responses/Error"}
+
+
+def obj(properties: dict[str, Any], required: list[str] | None = None,
+        additional: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties,
+                              "additionalProperties": additional}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def page_of(item: dict[str, Any]) -> dict[str, Any]:
+    return obj({"items": {"type": "array", "items": item}, "nextCursor": NSTR},
+               ["items", "nextCursor"])
+
+
+def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"content": {"application/json": {"schema": schema}}}
+    out["description"] = description or "the answer"
+    return out
+
+
+def query(name: str, schema: dict[str, Any] | None = None, required: bool = False,
+          description: str = "") -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": required, "schema": schema or STR}
+    if description:
+        param["description"] = description
+    return param
+
+
+def path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": STR}
+
+
+LIST_PARAMS = [{"$ref": "#/components/parameters/limit"},
+               {"$ref": "#/components/parameters/cursor"}]
+IF_MATCH = {"$ref": "#/components/parameters/ifMatch"}
+
+
+def op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+    errors: tuple[str, ...] = ("400",),
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": op_id, "summary": summary}
+    if params:
+        operation["parameters"] = params
+    if body is not None:
+        operation["requestBody"] = {"required": True,
+                                    "content": {"application/json": {"schema": body}}}
+    all_responses = dict(responses)
+    for code in (*errors, "401"):
+        all_responses.setdefault(code, ERROR)
+    operation["responses"] = all_responses
+    return operation

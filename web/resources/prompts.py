@@ -1,0 +1,176 @@
+"""Prompts: /rest/api/prompts, revisions, activation, categories and template resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from domains.prompts import codec
+from web.context import AppContext
+from web.http import if_match, query_text, read_object, send, send_page
+from web.resources.doc import (
+    BOOL,
+    IF_MATCH,
+    INT,
+    LIST_PARAMS,
+    NSTR,
+    STR,
+    STR_LIST,
+    TIME,
+    json_body,
+    obj,
+    op,
+    page_of,
+    path_param,
+    query,
+)
+
+BASE = "/rest/api/prompts"
+
+
+class PromptCollection:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._prompts = ctx.services.prompts
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = self._prompts.list(
+            name=query_text(req, "name"),
+            category=query_text(req, "category"),
+            is_active=query_text(req, "isActive"),
+            limit=query_text(req, "limit"),
+            cursor=query_text(req, "cursor"),
+        )
+        send_page(resp, page, codec.to_json)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        prompt = self._prompts.create(read_object(req, self._ctx.max_body))
+        send(resp, codec.to_json(prompt), falcon.HTTP_201, etag=True)
+        resp.location = f"{BASE}/{prompt.id}"
+
+
+class PromptItem:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._prompts = ctx.services.prompts
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        send(resp, codec.to_json(self._prompts.get(id)), etag=True)
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        patch = read_object(req, self._ctx.max_body)
+        prompt = self._prompts.update(id, patch, expected_etag=if_match(req))
+        send(resp, codec.to_json(prompt), etag=True)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self._prompts.delete(id, expected_etag=if_match(req))
+        resp.status = falcon.HTTP_204
+
+
+class PromptRevisions:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._prompts = ctx.services.prompts
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        prompt = self._prompts.create_revision(id, read_object(req, self._ctx.max_body))
+        send(resp, codec.to_json(prompt), falcon.HTTP_201, etag=True)
+        resp.location = f"{BASE}/{prompt.id}"
+
+
+class PromptActivation:
+    def __init__(self, ctx: AppContext) -> None:
+        self._prompts = ctx.services.prompts
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        prompt = self._prompts.activate(id, expected_etag=if_match(req))
+        send(resp, codec.to_json(prompt), etag=True)
+
+
+class PromptCategories:
+    def __init__(self, ctx: AppContext) -> None:
+        self._prompts = ctx.services.prompts
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send(resp, codec.categories_to_json(self._prompts.categories()))
+
+
+class PromptTemplates:
+    def __init__(self, ctx: AppContext) -> None:
+        self._prompts = ctx.services.prompts
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        prompt = self._prompts.resolve_template(
+            query_text(req, "name"), query_text(req, "category"), query_text(req, "model")
+        )
+        send(resp, codec.to_json(prompt), etag=True)
+
+
+def add_routes(app: falcon.App, ctx: AppContext) -> None:
+    app.add_route(BASE, PromptCollection(ctx))
+    app.add_route(BASE + "/{id}", PromptItem(ctx))
+    app.add_route(BASE + "/{id}/revisions", PromptRevisions(ctx))
+    app.add_route(BASE + "/{id}/activate", PromptActivation(ctx))
+    app.add_route("/rest/api/prompt-categories", PromptCategories(ctx))
+    app.add_route("/rest/api/prompt-templates", PromptTemplates(ctx))
+
+
+PROMPT = obj(
+    {
+        "id": STR, "name": STR, "category": STR, "promptContent": STR, "version": INT,
+        "parentId": NSTR, "isActive": BOOL, "description": NSTR, "suitableForModels": NSTR,
+        "createdAt": TIME, "updatedAt": TIME,
+    },
+    ["id", "name", "category", "promptContent", "version", "parentId", "isActive",
+     "description", "suitableForModels", "createdAt", "updatedAt"],
+)
+CREATE = obj({"name": STR, "category": STR, "promptContent": STR, "description": NSTR,
+              "suitableForModels": NSTR}, ["name", "category", "promptContent"])
+PATCH = obj({"name": STR, "category": STR, "promptContent": STR, "description": NSTR,
+             "suitableForModels": NSTR, "isActive": BOOL})
+ID = [path_param("id")]
+
+PATHS: dict[str, Any] = {
+    BASE: {
+        "get": op("listPrompts", "List prompts (category, name asc; version desc)",
+                  {"200": json_body(page_of(PROMPT))},
+                  params=[query("name"), query("category"),
+                          query("isActive", {"type": "string", "enum": ["true", "false"]}),
+                          *LIST_PARAMS]),
+        "post": op("createPrompt", "Create a prompt (version = family's highest + 1)",
+                   {"201": json_body(PROMPT)}, body=CREATE, errors=("400", "409", "413", "415")),
+    },
+    BASE + "/{id}": {
+        "get": op("getPrompt", "One prompt", {"200": json_body(PROMPT)}, params=ID,
+                  errors=("404",)),
+        "patch": op("updatePrompt", "Change a prompt's fields (version never changes)",
+                    {"200": json_body(PROMPT)}, body=PATCH, params=[*ID, IF_MATCH],
+                    errors=("400", "404", "409", "412", "413", "415")),
+        "delete": op("deletePrompt", "Delete a prompt (no cascade)",
+                     {"204": {"description": "deleted"}}, params=[*ID, IF_MATCH],
+                     errors=("404", "412")),
+    },
+    BASE + "/{id}/revisions": {
+        "post": op("createPromptRevision", "A new revision in the prompt's family",
+                   {"201": json_body(PROMPT)}, body=obj({"promptContent": STR}, ["promptContent"]),
+                   params=ID, errors=("400", "404", "409", "413", "415")),
+    },
+    BASE + "/{id}/activate": {
+        "post": op("activatePrompt", "Make this the family's one active prompt",
+                   {"200": json_body(PROMPT)}, params=[*ID, IF_MATCH], errors=("404", "412")),
+    },
+    "/rest/api/prompt-categories": {
+        "get": op("promptCategories", "Categories of active prompts with their names",
+                  {"200": json_body({"type": "array", "items": obj(
+                      {"category": STR, "names": STR_LIST}, ["category", "names"])})},
+                  errors=()),
+    },
+    "/rest/api/prompt-templates": {
+        "get": op("resolvePromptTemplate", "The active prompt for a name, category and model",
+                  {"200": json_body(PROMPT)},
+                  params=[query("name", required=True), query("category", required=True),
+                          query("model", required=True)],
+                  errors=("400", "404")),
+    },
+}
