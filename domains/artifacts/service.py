@@ -1,0 +1,57 @@
+"""The rules of agent artifacts (domains.md section 6): append-only create, and the list of an
+agent run ordered by createdAt (then id, for artifacts of the same millisecond)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from domains.artifacts import codec, repository
+from domains.artifacts.models import Artifact
+from domains.common import Clock, Page, check_limit, utc_now
+from domains.errors import NotFoundError
+from engine.base import Store, Transaction
+from engine.indexes import transact
+
+
+class ArtifactService:
+    def __init__(self, store: Store, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    def _now(self) -> _dt.datetime:
+        now = self.clock()
+        return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+    def create(self, payload: Any) -> Artifact:
+        """``{agentId, path, type?, workspaceRoot?, url?}``; type inferred from the extension
+        when absent. createdAt = updatedAt = now."""
+        fields = codec.parse_create(payload)
+
+        def go(txn: Transaction) -> Artifact:
+            now = self._now()
+            artifact = Artifact(id=repository.next_id(txn), created_at=now, updated_at=now,
+                                **fields)
+            repository.insert(txn, artifact)
+            return artifact
+
+        return transact(self.store, go)
+
+    def get(self, artifact_id: str) -> Artifact:
+        with self.store.begin() as txn:
+            artifact = repository.get(txn, artifact_id)
+        if artifact is None:
+            raise NotFoundError(f"artifact {artifact_id} does not exist", field="id")
+        return artifact
+
+    def list(
+        self, agent_id: Any, *, limit: Any = None, cursor: str | None = None
+    ) -> Page[Artifact]:
+        """The artifacts of one agent run by createdAt; an unknown run has none."""
+        agent = codec.agent_id(agent_id)
+        n = check_limit(limit)
+        with self.store.begin() as txn:
+            items, next_cursor = repository.page_of_agent(txn, agent, limit=n, cursor=cursor)
+        return Page(items, next_cursor)
+
+    list_by_agent = list

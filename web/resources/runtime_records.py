@@ -1,0 +1,249 @@
+"""MCP server configurations, token usage and agent artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from domains.artifacts import codec as artifact_codec
+from domains.mcp_servers import codec as mcp_codec
+from domains.token_usage import codec as usage_codec
+from web.context import AppContext
+from web.http import if_match, query_text, read_json, read_object, send, send_page
+from web.resources.doc import (
+    BOOL,
+    IF_MATCH,
+    INT,
+    LIST_PARAMS,
+    NSTR,
+    NUM,
+    STR,
+    TIME,
+    json_body,
+    obj,
+    op,
+    page_of,
+    path_param,
+    query,
+)
+
+MCP = "/rest/api/mcp-servers"
+USAGE = "/rest/api/token-usage"
+ARTIFACTS = "/rest/api/agent-artifacts"
+
+
+class McpServerCollection:
+    def __init__(self, ctx: AppContext) -> None:
+        self._mcp = ctx.services.mcp_servers
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = self._mcp.list(limit=query_text(req, "limit"), cursor=query_text(req, "cursor"))
+        send_page(resp, page, mcp_codec.to_json)
+
+
+class McpServerItem:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._mcp = ctx.services.mcp_servers
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, server_id: str) -> None:
+        send(resp, mcp_codec.to_json(self._mcp.get(server_id)), etag=True)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, server_id: str) -> None:
+        body = read_object(req, self._ctx.max_body)
+        server, created = self._mcp.configure(server_id, body, expected_etag=if_match(req))
+        send(resp, mcp_codec.to_json(server), falcon.HTTP_201 if created else falcon.HTTP_200,
+             etag=True)
+        if created:
+            resp.location = f"{MCP}/{server.server_id}"
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, server_id: str) -> None:
+        self._mcp.delete(server_id, expected_etag=if_match(req))
+        resp.status = falcon.HTTP_204
+
+
+class McpServerImport:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._mcp = ctx.services.mcp_servers
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        result = self._mcp.import_servers(read_json(req, self._ctx.max_body))
+        send(resp, mcp_codec.import_result_to_json(result))
+
+
+class UsageRecords:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._usage = ctx.services.token_usage
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = self._usage.list(
+            query_text(req, "start"), query_text(req, "end"),
+            llm_model=query_text(req, "llmModel"), agent_id=query_text(req, "agentId"),
+            limit=query_text(req, "limit"), cursor=query_text(req, "cursor"),
+        )
+        send_page(resp, page, usage_codec.to_json)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        record = self._usage.record(read_object(req, self._ctx.max_body))
+        send(resp, usage_codec.to_json(record), falcon.HTTP_201)
+
+
+class UsageConversations:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._usage = ctx.services.token_usage
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        records = self._usage.record_conversation(read_object(req, self._ctx.max_body))
+        send(resp, usage_codec.records_to_json(records), falcon.HTTP_201)
+
+
+class UsageTotalCost:
+    def __init__(self, ctx: AppContext) -> None:
+        self._usage = ctx.services.token_usage
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        total = self._usage.total_cost(query_text(req, "start"), query_text(req, "end"))
+        send(resp, usage_codec.total_cost_to_json(total))
+
+
+class UsageStatistics:
+    def __init__(self, ctx: AppContext) -> None:
+        self._usage = ctx.services.token_usage
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        groups = self._usage.statistics(query_text(req, "start"), query_text(req, "end"))
+        send(resp, [usage_codec.statistics_to_json(g) for g in groups])
+
+
+class ArtifactCollection:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._artifacts = ctx.services.artifacts
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = self._artifacts.list(
+            query_text(req, "agentId"), limit=query_text(req, "limit"),
+            cursor=query_text(req, "cursor"),
+        )
+        send_page(resp, page, artifact_codec.to_json)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        artifact = self._artifacts.create(read_object(req, self._ctx.max_body))
+        send(resp, artifact_codec.to_json(artifact), falcon.HTTP_201)
+        resp.location = f"{ARTIFACTS}?agentId={artifact.agent_id}"
+
+
+def add_routes(app: falcon.App, ctx: AppContext) -> None:
+    app.add_route(MCP, McpServerCollection(ctx))
+    # The literal route wins over the {server_id} template in Falcon's router.
+    app.add_route(MCP + "/import", McpServerImport(ctx))
+    app.add_route(MCP + "/{server_id}", McpServerItem(ctx))
+    app.add_route(USAGE + "/records", UsageRecords(ctx))
+    app.add_route(USAGE + "/conversations", UsageConversations(ctx))
+    app.add_route(USAGE + "/total-cost", UsageTotalCost(ctx))
+    app.add_route(USAGE + "/statistics", UsageStatistics(ctx))
+    app.add_route(ARTIFACTS, ArtifactCollection(ctx))
+
+
+MCP_SERVER = {
+    "type": "object",
+    "required": ["serverId", "transportType", "enabled", "createdAt", "updatedAt"],
+    "properties": {
+        "serverId": STR,
+        "transportType": {"type": "string", "enum": ["stdio", "streamable_http", "websocket"]},
+        "enabled": BOOL, "toolNamePrefix": NSTR, "createdAt": TIME, "updatedAt": TIME,
+    },
+    "additionalProperties": True,
+}
+MCP_PUT = {
+    "type": "object",
+    "description": "the configuration; transport parameters depend on transportType "
+                   "(stdio: command, args, env, cwd; streamable_http: url, token, headers; "
+                   "websocket: url, headers, subprotocols, origin, openTimeout, pingInterval, "
+                   "pingTimeout, verifyTls, caFile, clientCert, clientKey)",
+    "properties": {"transportType": MCP_SERVER["properties"]["transportType"]},
+    "additionalProperties": True,
+}
+IMPORT_RESULT = obj(
+    {"importedCount": INT, "failedCount": INT,
+     "results": {"type": "object", "additionalProperties": obj(
+         {"status": STR, "message": NSTR}, ["status"], additional=True)}},
+    ["importedCount", "failedCount", "results"],
+)
+USAGE_RECORD = obj(
+    {"tokenUsageRecordId": STR, "agentId": STR, "role": {"type": "string",
+                                                         "enum": ["user", "assistant"]},
+     "tokenCount": INT, "cost": NUM, "llmModel": NSTR, "createdAt": TIME},
+    ["tokenUsageRecordId", "agentId", "role", "tokenCount", "cost", "llmModel", "createdAt"],
+)
+USAGE_CREATE = obj({"agentId": STR, "role": {"type": "string", "enum": ["user", "assistant"]},
+                    "tokenCount": INT, "cost": NUM, "llmModel": NSTR},
+                   ["agentId", "role", "tokenCount"])
+CONVERSATION = obj({"agentId": STR, "llmModel": NSTR, "promptTokens": INT,
+                    "completionTokens": INT, "promptCost": NUM, "completionCost": NUM},
+                   ["agentId", "promptTokens", "completionTokens"])
+STATISTICS = obj({"llmModel": STR, "promptTokens": INT, "promptTokenCost": NUM,
+                  "assistantTokens": INT, "assistantTokenCost": NUM, "totalCost": NUM},
+                 ["llmModel", "promptTokens", "promptTokenCost", "assistantTokens",
+                  "assistantTokenCost", "totalCost"])
+RANGE = [query("start", description="ISO-8601 timestamp or YYYY-MM-DD, inclusive"),
+         query("end", description="ISO-8601 timestamp or YYYY-MM-DD, inclusive")]
+ARTIFACT = obj(
+    {"id": STR, "agentId": STR, "path": STR,
+     "type": {"type": "string", "enum": ["file", "image", "audio", "video", "pdf", "csv",
+                                         "excel"]},
+     "workspaceRoot": NSTR, "url": NSTR, "createdAt": TIME, "updatedAt": TIME},
+    ["id", "agentId", "path", "type", "workspaceRoot", "url", "createdAt", "updatedAt"],
+)
+ARTIFACT_CREATE = obj({"agentId": STR, "path": STR, "type": ARTIFACT["properties"]["type"],
+                       "workspaceRoot": NSTR, "url": NSTR}, ["agentId", "path"])
+SID = [path_param("server_id")]
+
+PATHS: dict[str, Any] = {
+    MCP: {"get": op("listMcpServers", "Every MCP server configuration, by serverId",
+                    {"200": json_body(page_of(MCP_SERVER))}, params=LIST_PARAMS)},
+    MCP + "/{server_id}": {
+        "get": op("getMcpServer", "One configuration", {"200": json_body(MCP_SERVER)},
+                  params=SID, errors=("404",)),
+        "put": op("configureMcpServer", "Create or replace a configuration",
+                  {"200": json_body(MCP_SERVER), "201": json_body(MCP_SERVER)}, body=MCP_PUT,
+                  params=[*SID, IF_MATCH], errors=("400", "412", "413", "415")),
+        "delete": op("deleteMcpServer", "Delete a configuration",
+                     {"204": {"description": "deleted"}}, params=[*SID, IF_MATCH],
+                     errors=("404", "412")),
+    },
+    MCP + "/import": {"post": op(
+        "importMcpServers", "Import {mcpServers: {...}}: valid entries in one transaction",
+        {"200": json_body(IMPORT_RESULT)},
+        body=obj({"mcpServers": {"type": "object"}}, ["mcpServers"], additional=True),
+        errors=("400", "413", "415"))},
+    USAGE + "/records": {
+        "get": op("listTokenUsageRecords", "Records in [start, end], by createdAt",
+                  {"200": json_body(page_of(USAGE_RECORD))},
+                  params=[*RANGE, query("llmModel"), query("agentId"), *LIST_PARAMS]),
+        "post": op("recordTokenUsage", "Record one usage", {"201": json_body(USAGE_RECORD)},
+                   body=USAGE_CREATE, errors=("400", "413", "415")),
+    },
+    USAGE + "/conversations": {"post": op(
+        "recordConversation", "A turn's user and assistant records, in one transaction",
+        {"201": json_body({"type": "array", "items": USAGE_RECORD, "minItems": 2,
+                           "maxItems": 2})},
+        body=CONVERSATION, errors=("400", "413", "415"))},
+    USAGE + "/total-cost": {"get": op(
+        "tokenUsageTotalCost", "Total cost over [start, end]",
+        {"200": json_body(obj({"totalCost": NUM}, ["totalCost"]))}, params=RANGE)},
+    USAGE + "/statistics": {"get": op(
+        "tokenUsageStatistics", "Per-model statistics over [start, end]",
+        {"200": json_body({"type": "array", "items": STATISTICS})}, params=RANGE)},
+    ARTIFACTS: {
+        "get": op("listArtifacts", "Artifacts of one agent run, by createdAt",
+                  {"200": json_body(page_of(ARTIFACT))},
+                  params=[query("agentId", required=True), *LIST_PARAMS]),
+        "post": op("createArtifact", "Record an artifact", {"201": json_body(ARTIFACT)},
+                   body=ARTIFACT_CREATE, errors=("400", "413", "415")),
+    },
+}
