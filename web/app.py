@@ -53,6 +53,11 @@ def create_app(
 
 def from_env() -> falcon.App:
     """Open the configured store, start the background workers, and return the app."""
+    import atexit
+
     from web.runtime import Runtime
 
-    return Runtime.start(Settings.from_env()).app
+    runtime = Runtime.start(Settings.from_env())
+    # waitress-serve owns the process here: close the store (flushing group commit) at its exit.
+    atexit.register(runtime.stop)
+    return runtime.app

@@ -16,18 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Server:
-    def __init__(self, data_dir: Path, provider: str = "lmdb", **env: str) -> None:
+    def __init__(self, data_dir: Path, provider: str = "lmdb",
+                 command: list[str] | None = None, **env: str) -> None:
         environ = dict(os.environ, PERSISTENCE_PROVIDER=provider,
                        AUTOBYTEUS_DATA_DIR=str(data_dir), **env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=environ,
+            command or [sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=environ,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self.log: list[str] = []
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.log.append(line)
-            match = re.search(r"listening on (http://\S+)", line)
+            match = re.search(r"(?:listening|Serving) on (http://\S+)", line)
             if match:
                 self.url = match.group(1)
                 break
@@ -46,8 +47,8 @@ class Server:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(signum)
         rest = self.proc.communicate(timeout=60)[1]
         self.log.append(rest or "")
         return self.proc.returncode
@@ -112,3 +113,37 @@ def test_bad_setting_fails_at_startup_with_a_clear_message(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "CHANNEL_CALLBACK_TIMEOUT_MS" in out.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
+    server = Server(tmp_path, provider="file")
+    status, team = server.call("POST", "/rest/api/agent-team-definitions", {
+        "name": "t", "description": "d", "coordinatorMemberName": "m",
+        "nodes": [{"memberName": "m", "referenceId": "1", "referenceType": "AGENT"}]})
+    assert status == 201
+    assert server.stop(signal.SIGINT) == 0, "".join(server.log)
+    server = Server(tmp_path, provider="file")
+    try:
+        assert server.call("GET", "/rest/api/agent-team-definitions/" + team["id"]) == (200, team)
+    finally:
+        server.stop()
+
+
+def test_waitress_serve_call_factory(tmp_path: Path) -> None:
+    waitress_serve = Path(sys.executable).with_name("waitress-serve")
+    command = [str(waitress_serve) if waitress_serve.exists() else "waitress-serve",
+               "--listen=127.0.0.1:0", "--call", "web.app:from_env"]
+    server = Server(tmp_path, command=command)
+    try:
+        status, body = server.call("GET", "/health")
+        assert status == 200 and body["provider"] == "lmdb"
+        status, _ = server.call("PUT", "/rest/api/mcp-servers/fs",
+                                {"transportType": "stdio", "command": "npx"})
+        assert status == 201
+    finally:
+        server.stop()
+    server = Server(tmp_path)
+    try:
+        assert server.call("GET", "/rest/api/mcp-servers/fs")[0] == 200
+    finally:
+        server.stop()
