@@ -51,7 +51,9 @@ def build_services(
     from domains.token_usage.service import TokenUsageService
 
     clock = clock or utc_now
-    return Services(
+    options = dict(settings or {})
+    channel = _build_channel(store, options, clock)
+    services = Services(
         store=store,
         prompts=PromptService(store, clock=clock),
         agent_definitions=AgentDefinitionService(store, clock=clock),
@@ -59,14 +61,63 @@ def build_services(
         mcp_servers=McpServerService(store, clock=clock),
         token_usage=TokenUsageService(store, clock=clock),
         artifacts=ArtifactService(store, clock=clock),
+        channel=channel,
     )
+    services.ttl_spaces.extend(channel_ttl_spaces())
+    if options.get("callback_base_url"):
+        services.worker_factories.append(lambda: _outbox_worker(channel, options))
+    return services
+
+
+def _build_channel(store: Store, options: Mapping[str, Any], clock: Clock) -> Any:
+    from domains.channel.service import ChannelService
+
+    return ChannelService(
+        store,
+        clock=clock,
+        ingress_idempotency_ttl_s=options.get("ingress_idempotency_ttl_s", 3600),
+        callback_idempotency_ttl_s=options.get("callback_idempotency_ttl_s", 3600),
+        callback_configured=bool(
+            options.get("callback_configured", options.get("callback_base_url"))
+        ),
+        ingress_routed_disposition=options.get("ingress_routed_disposition", "ROUTED"),
+    )
+
+
+def channel_ttl_spaces() -> list[Any]:
+    from domains import channel
+
+    return channel.ttl_spaces()
+
+
+def _outbox_worker(channel: Any, options: Mapping[str, Any]) -> Any:
+    """The channel outbox worker, woken whenever a reply is queued."""
+    from domains.channel.outbox import OutboxWorker
+
+    worker = OutboxWorker(
+        channel,
+        base_url=options["callback_base_url"],
+        shared_secret=options.get("callback_shared_secret"),
+        timeout_ms=options.get("callback_timeout_ms", 5000),
+    )
+    channel.outbox_listeners.append(worker.wake)
+    return worker
 
 
 def all_collections() -> list[Any]:
     """Every index-layer collection of every domain (for the consistency check and tools)."""
-    from domains import agent_definitions, agent_teams, artifacts, mcp_servers, prompts, token_usage
+    from domains import (
+        agent_definitions,
+        agent_teams,
+        artifacts,
+        channel,
+        mcp_servers,
+        prompts,
+        token_usage,
+    )
 
     found: list[Any] = []
-    for package in (prompts, agent_definitions, agent_teams, mcp_servers, token_usage, artifacts):
+    for package in (prompts, agent_definitions, agent_teams, mcp_servers, token_usage, artifacts,
+                    channel):
         found.extend(package.collections())
     return found

@@ -143,6 +143,11 @@ class Settings:
             "ingress_idempotency_ttl_s": self.ingress_idempotency_ttl_s,
             "callback_idempotency_ttl_s": self.callback_idempotency_ttl_s,
             "callback_configured": self.callback_base_url is not None,
+            "ingress_routed_disposition": self.ingress_routed_disposition,
+            # For the channel outbox worker (the one domain worker that talks HTTP).
+            "callback_base_url": self.callback_base_url,
+            "callback_shared_secret": self.callback_shared_secret,
+            "callback_timeout_ms": self.callback_timeout_ms,
         }
 
     def store_options(self) -> dict[str, Any]:

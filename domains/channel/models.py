@@ -1,0 +1,223 @@
+"""External-channel records (domains.md section 7): plain attrs classes and pure rules, no I/O."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import Any
+
+import attrs
+
+PROVIDERS = ("WHATSAPP", "WECOM", "WECHAT", "DISCORD", "TELEGRAM")
+TRANSPORTS = ("BUSINESS_API", "PERSONAL_SESSION")
+PEER_TYPES = ("USER", "GROUP", "CHANNEL")
+TARGET_TYPES = ("AGENT", "TEAM")
+ALLOWED_PAIRS = frozenset(
+    {
+        ("DISCORD", "BUSINESS_API"),
+        ("TELEGRAM", "BUSINESS_API"),
+        ("WHATSAPP", "BUSINESS_API"),
+        ("WHATSAPP", "PERSONAL_SESSION"),
+        ("WECOM", "BUSINESS_API"),
+        ("WECHAT", "PERSONAL_SESSION"),
+    }
+)
+DISCORD_PEER = re.compile(r"^(user|channel):[0-9]+$")
+DISCORD_THREAD = re.compile(r"^[0-9]+$")
+
+# Ingress outcomes (the answer's ``disposition``; ROUTED may be spelled ACCEPTED by a setting).
+ROUTED = "ROUTED"
+UNBOUND = "UNBOUND"
+DUPLICATE = "DUPLICATE"
+
+# Delivery-event statuses. A status never moves to a lower rank; SENT and FAILED share a rank so
+# that the gateway may report a retry's outcome either way (see service.DeliveryEvents).
+PENDING = "PENDING"
+SENT = "SENT"
+DELIVERED = "DELIVERED"
+FAILED = "FAILED"
+DELIVERY_STATUSES = (PENDING, SENT, DELIVERED, FAILED)
+STATUS_RANK = {PENDING: 0, SENT: 1, FAILED: 1, DELIVERED: 2}
+
+# Outbox states.
+OUTBOX_PENDING = "PENDING"
+DISPATCHING = "DISPATCHING"
+OUTBOX_SENT = "SENT"
+FAILED_RETRY = "FAILED_RETRY"
+DEAD_LETTER = "DEAD_LETTER"
+OUTBOX_STATUSES = (OUTBOX_PENDING, DISPATCHING, OUTBOX_SENT, FAILED_RETRY, DEAD_LETTER)
+
+
+@attrs.frozen
+class Route:
+    """Where a conversation lives: a missing thread is stored as ``""`` (returned as null)."""
+
+    provider: str
+    transport: str
+    account_id: str
+    peer_id: str
+    thread_id: str = ""
+
+    @property
+    def routing_key(self) -> str:
+        return ":".join(
+            (self.provider, self.transport, self.account_id, self.peer_id,
+             self.thread_id or "direct")
+        )
+
+    def as_tuple(self) -> tuple[str, str, str, str, str]:
+        return (self.provider, self.transport, self.account_id, self.peer_id, self.thread_id)
+
+
+@attrs.frozen
+class Binding:
+    id: str
+    route: Route
+    target_type: str
+    agent_id: str | None
+    team_id: str | None
+    target_member_name: str | None
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+    @property
+    def target_id(self) -> str:
+        return (self.agent_id if self.target_type == "AGENT" else self.team_id) or ""
+
+
+@attrs.frozen
+class Attachment:
+    kind: str
+    url: str
+    mime_type: str | None = None
+    file_name: str | None = None
+    size_bytes: int | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@attrs.frozen
+class InboundEnvelope:
+    """A parsed ingress message (the gateway's envelope, normalised)."""
+
+    route: Route
+    peer_type: str
+    external_message_id: str
+    content: str
+    attachments: list[Attachment]
+    received_at: _dt.datetime
+    metadata: dict[str, Any]
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.route.routing_key}::{self.external_message_id}"
+
+
+@attrs.frozen
+class Receipt:
+    """One inbound message's record, unique per (route, externalMessageId).
+
+    ``ingress_state`` is None while only the agent runtime's turn binding has been seen (the
+    binding may arrive before the message; ingress fills it in).
+    """
+
+    id: str
+    route: Route
+    external_message_id: str
+    turn_id: str | None
+    agent_id: str | None
+    team_id: str | None
+    received_at: _dt.datetime
+    ingress_state: str | None
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+@attrs.frozen
+class ExternalSource:
+    """The external-source metadata that travels with a queued message."""
+
+    provider: str
+    transport: str
+    account_id: str
+    peer_id: str
+    peer_type: str
+    thread_id: str | None
+    external_message_id: str
+    routing_key: str
+    received_at: _dt.datetime
+
+
+@attrs.frozen
+class InboxMessage:
+    """A routed message waiting in its target's durable inbox until acknowledged."""
+
+    id: str
+    target_type: str
+    target_id: str
+    target_member_name: str | None
+    binding_id: str
+    content: str
+    attachments: list[Attachment]
+    metadata: dict[str, Any]
+    external_source: ExternalSource
+    enqueued_at: _dt.datetime
+
+
+@attrs.frozen
+class DeliveryEvent:
+    id: str
+    route: Route
+    correlation_message_id: str | None
+    callback_idempotency_key: str
+    status: str
+    error_message: str | None
+    metadata: dict[str, Any]
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+@attrs.frozen
+class OutboxEntry:
+    """An outbound reply envelope and its delivery state.
+
+    ``due_at`` is when the worker may next take it: the next attempt for PENDING and
+    FAILED_RETRY, the lease's expiry for DISPATCHING (a lease that expired is taken over), None
+    once SENT or DEAD_LETTER.
+    """
+
+    id: str
+    callback_idempotency_key: str
+    envelope: dict[str, Any]
+    status: str
+    attempts: int
+    due_at: _dt.datetime | None
+    lease_owner: str | None
+    last_error: str | None
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+
+
+@attrs.frozen
+class IngressResult:
+    disposition: str  # ROUTED | UNBOUND | DUPLICATE (the answer may spell ROUTED differently)
+    idempotency_key: str
+    binding_id: str | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.disposition == DUPLICATE
+
+    @property
+    def binding_resolved(self) -> bool:
+        return self.binding_id is not None
+
+
+@attrs.frozen
+class ReplyResult:
+    published: bool
+    reason: str | None
+    callback_idempotency_key: str | None
+
+
+def callback_key(agent_id: str, turn_id: str) -> str:
+    return f"external-reply:{agent_id}:{turn_id}"

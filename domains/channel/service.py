@@ -1,0 +1,720 @@
+"""The rules of the external channel (domains.md section 7).
+
+Every change is one write transaction run through ``engine.indexes.transact`` (retried only when a
+concurrent writer made the backend give up). The ingress flow and reply publishing are each ONE
+transaction: a failure anywhere leaves nothing behind, so a retry is processed afresh.
+
+Decisions where the specification is silent (also in the report of issue 5):
+
+- Ids (accountId, peerId, externalMessageId, agentId, turnId, ...) are kept exactly as given
+  (blank is refused); only enums are trimmed and upper-cased, and a blank thread becomes ``""``.
+- A DUPLICATE ingress answers ``bindingResolved: false, bindingId: null`` (nothing was resolved).
+- A receipt created by a turn binding before its message arrived has ``ingressState: null`` and
+  ``receivedAt`` = the binding time until the message's ingress fills both in. Ingress keeps the
+  turn, agent and team that a binding set; it fills agentId/teamId from the route's binding only
+  where they are still empty.
+- Delivery-event statuses rank PENDING < SENT = FAILED < DELIVERED. An event never moves to a lower
+  rank (a late SENT does not overwrite DELIVERED; FAILED after DELIVERED is ignored). Between SENT
+  and FAILED the gateway's latest report wins (its own retry may go either way), but the outbox
+  worker only ever advances PENDING (so its SENT cannot hide a FAILED the gateway already
+  reported). ``errorMessage`` is kept only while the status is FAILED. An ignored event changes
+  nothing, and the answer carries the stored status.
+- A reply counts as "still bound" when the source route's binding targets this agent, or
+  targets the TEAM that the source receipt names (a team member answering for its team).
+- Publishing again after the callback key expired enqueues a new outbox entry; its delivery
+  event is reset to PENDING only if it had FAILED.
+- An outbox attempt is counted when the entry is leased, so a worker that dies mid-send uses up
+  an attempt too (a poison entry cannot loop forever).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import attrs
+
+from domains.channel import codec, repository
+from domains.channel.models import (
+    ALLOWED_PAIRS,
+    DEAD_LETTER,
+    DELIVERY_STATUSES,
+    DISCORD_PEER,
+    DISCORD_THREAD,
+    DISPATCHING,
+    DUPLICATE,
+    FAILED,
+    FAILED_RETRY,
+    OUTBOX_PENDING,
+    OUTBOX_SENT,
+    OUTBOX_STATUSES,
+    PEER_TYPES,
+    PENDING,
+    PROVIDERS,
+    ROUTED,
+    SENT,
+    STATUS_RANK,
+    TARGET_TYPES,
+    TRANSPORTS,
+    UNBOUND,
+    Attachment,
+    Binding,
+    DeliveryEvent,
+    ExternalSource,
+    InboundEnvelope,
+    InboxMessage,
+    IngressResult,
+    OutboxEntry,
+    Receipt,
+    ReplyResult,
+    Route,
+    callback_key,
+)
+from domains.common import (
+    Clock,
+    Page,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    etag_of,
+    from_millis,
+    to_millis,
+    utc_now,
+)
+from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
+from engine.base import Store, Transaction
+from engine.indexes import transact
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+# -- input rules --------------------------------------------------------------------------------
+def normalize_enum(value: Any, allowed: Iterable[str], field: str) -> str:
+    allowed = tuple(allowed)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} is required: one of {', '.join(allowed)}", field=field)
+    word = value.strip().upper()
+    if word not in allowed:
+        raise ValidationError(
+            f"{field}={value!r} is not one of {', '.join(allowed)}", field=field
+        )
+    return word
+
+
+def _required_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} is required and must be a non-blank string", field=field)
+    return value
+
+
+def _optional_id(value: Any, field: str) -> str | None:
+    """None for absent, null or blank."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string or null", field=field)
+    return value if value.strip() else None
+
+
+def normalize_route(
+    provider: Any, transport: Any, account_id: Any, peer_id: Any, thread_id: Any = None
+) -> Route:
+    p = normalize_enum(provider, PROVIDERS, "provider")
+    t = normalize_enum(transport, TRANSPORTS, "transport")
+    if (p, t) not in ALLOWED_PAIRS:
+        raise ValidationError(
+            f"transport {t} is not supported for provider {p}; supported pairs: "
+            + ", ".join(sorted(f"{a}:{b}" for a, b in ALLOWED_PAIRS)),
+            field="transport", code="UNSUPPORTED_TRANSPORT",
+        )
+    account = _required_id(account_id, "accountId")
+    peer = _required_id(peer_id, "peerId")
+    thread = _optional_id(thread_id, "threadId") or ""
+    if p == "DISCORD":
+        if not DISCORD_PEER.match(peer):
+            raise ValidationError(
+                "a Discord peerId is user:<digits> or channel:<digits>", field="peerId",
+                code="INVALID_DISCORD_PEER_ID",
+            )
+        if thread:
+            if not DISCORD_THREAD.match(thread):
+                raise ValidationError("a Discord threadId is digits", field="threadId",
+                                      code="INVALID_DISCORD_THREAD_ID")
+            if not peer.startswith("channel:"):
+                raise ValidationError("a Discord threadId goes only with a channel: peer",
+                                      field="threadId", code="INVALID_DISCORD_THREAD_ID")
+    return Route(p, t, account, peer, thread)
+
+
+def _ms(ts: _dt.datetime) -> _dt.datetime:
+    """Millisecond precision, as serialised: what is stored is exactly what is returned."""
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+
+
+def _seconds_to_dt(seconds: float) -> _dt.datetime:
+    return from_millis(int(seconds * 1000))
+
+
+def next_status(current: str, new: str, *, from_gateway: bool) -> str:
+    """The status a delivery event takes when ``new`` is reported (see the module notes)."""
+    rc, rn = STATUS_RANK[current], STATUS_RANK[new]
+    if rn > rc:
+        return new
+    if rn == rc and from_gateway:
+        return new
+    return current
+
+
+class ChannelService:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock = utc_now,
+        *,
+        ingress_idempotency_ttl_s: float = 3600,
+        callback_idempotency_ttl_s: float = 3600,
+        callback_configured: bool = False,
+        ingress_routed_disposition: str = ROUTED,
+    ) -> None:
+        if ingress_routed_disposition not in ("ROUTED", "ACCEPTED"):
+            raise ValueError("ingress_routed_disposition is ROUTED or ACCEPTED")
+        self.store = store
+        self.clock = clock
+        self.ingress_ttl = float(ingress_idempotency_ttl_s)
+        self.callback_ttl = float(callback_idempotency_ttl_s)
+        self.callback_configured = callback_configured
+        self.routed_word = ingress_routed_disposition
+        #: Called (without arguments) after a reply was queued in the outbox: the worker's wake-up.
+        self.outbox_listeners: list[Callable[[], None]] = []
+
+    def _write(self, fn: Callable[[Transaction], T]) -> T:
+        return transact(self.store, fn)
+
+    def _now(self) -> _dt.datetime:
+        return _ms(self.clock())
+
+    # -- bindings (7.1) -------------------------------------------------------------------------
+    @staticmethod
+    def etag(record: Any) -> str:
+        return etag_of(codec.to_json(record))
+
+    def upsert_binding(
+        self,
+        *,
+        provider: Any,
+        transport: Any,
+        account_id: Any,
+        peer_id: Any,
+        thread_id: Any = None,
+        target_type: Any,
+        agent_id: Any = None,
+        team_id: Any = None,
+        target_member_name: Any = None,
+        expected_etag: str | None = None,
+    ) -> tuple[Binding, bool]:
+        """Create or replace the binding of a route: (binding, created)."""
+        route = normalize_route(provider, transport, account_id, peer_id, thread_id)
+        target = normalize_enum(target_type, TARGET_TYPES, "targetType")
+        member = _optional_id(target_member_name, "targetMemberName")
+        if target == "AGENT":
+            agent = _required_id(agent_id, "agentId")
+            if _optional_id(team_id, "teamId") is not None:
+                raise ValidationError("teamId is for TEAM targets only", field="teamId")
+            if member is not None:
+                raise ValidationError("targetMemberName is for TEAM targets only",
+                                      field="targetMemberName")
+            team = None
+        else:
+            if route.provider == "TELEGRAM":
+                raise ValidationError("a TELEGRAM route cannot target a TEAM", field="targetType",
+                                      code="UNSUPPORTED_TARGET")
+            team = _required_id(team_id, "teamId")
+            if _optional_id(agent_id, "agentId") is not None:
+                raise ValidationError("agentId is for AGENT targets only", field="agentId")
+            agent = None
+
+        def fn(txn: Transaction) -> tuple[Binding, bool]:
+            now = self._now()
+            existing = repository.binding_of_route(txn, route)
+            if expected_etag is not None and (
+                existing is None or self.etag(existing) != expected_etag
+            ):
+                raise PreconditionFailedError(
+                    "the binding of this route has changed (ETag mismatch)", field="If-Match"
+                )
+            if existing is not None:
+                b = attrs.evolve(existing, target_type=target, agent_id=agent, team_id=team,
+                                 target_member_name=member, updated_at=now)
+                repository.put_binding(txn, b)
+                return b, False
+            b = Binding(
+                id=repository.BINDINGS.next_id(txn), route=route, target_type=target,
+                agent_id=agent, team_id=team, target_member_name=member,
+                created_at=now, updated_at=now,
+            )
+            repository.put_binding(txn, b)
+            return b, True
+
+        return self._write(fn)
+
+    def get_binding(self, binding_id: str) -> Binding:
+        with self.store.begin() as txn:
+            b = repository.binding(txn, binding_id)
+        if b is None:
+            raise NotFoundError(f"channel binding {binding_id} does not exist", field="id")
+        return b
+
+    def binding_of_route(self, route: Route) -> Binding | None:
+        with self.store.begin() as txn:
+            return repository.binding_of_route(txn, route)
+
+    def list_bindings(self, *, limit: Any = None, cursor: str | None = None) -> Page[Binding]:
+        n = check_limit(limit)
+        with self.store.begin() as txn:
+            items, nxt = repository.index_page(
+                txn, repository.BINDINGS, "recent", limit=n, cursor=cursor
+            )
+        return Page(items, nxt)
+
+    def delete_binding(self, binding_id: str, *, expected_etag: str | None = None) -> None:
+        def fn(txn: Transaction) -> None:
+            b = repository.binding(txn, binding_id)
+            if b is None:
+                raise NotFoundError(f"channel binding {binding_id} does not exist", field="id")
+            if expected_etag is not None and self.etag(b) != expected_etag:
+                raise PreconditionFailedError(
+                    f"channel binding {binding_id} has changed (ETag mismatch)", field="If-Match"
+                )
+            repository.BINDINGS.delete(txn, binding_id)
+
+        self._write(fn)
+
+    # -- ingress (7.2, 7.3) ---------------------------------------------------------------------
+    def envelope(
+        self,
+        *,
+        provider: Any,
+        transport: Any,
+        account_id: Any,
+        peer_id: Any,
+        thread_id: Any = None,
+        peer_type: Any,
+        external_message_id: Any,
+        content: str = "",
+        attachments: list[Attachment] | None = None,
+        received_at: _dt.datetime,
+        metadata: dict[str, Any] | None = None,
+    ) -> InboundEnvelope:
+        return InboundEnvelope(
+            route=normalize_route(provider, transport, account_id, peer_id, thread_id),
+            peer_type=normalize_enum(peer_type, PEER_TYPES, "peerType"),
+            external_message_id=_required_id(external_message_id, "externalMessageId"),
+            content=content,
+            attachments=list(attachments or []),
+            received_at=_ms(received_at),
+            metadata=dict(metadata or {}),
+        )
+
+    def ingest(self, **fields: Any) -> IngressResult:
+        """Process one inbound message in one write transaction (see domains.md 7.3)."""
+        env = self.envelope(**fields)
+        key = env.idempotency_key
+
+        def fn(txn: Transaction) -> IngressResult:
+            now = self._now()
+            if not repository.INGRESS_KEYS.reserve(txn, key, self.ingress_ttl,
+                                                   now=now.timestamp()):
+                return IngressResult(DUPLICATE, key, None)
+            b = repository.binding_of_route(txn, env.route)
+            state = ROUTED if b is not None else UNBOUND
+            self._record_receipt(txn, env, b, state, now)
+            if b is not None:
+                self._enqueue_inbound(txn, env, b, now)
+            return IngressResult(self.routed_word if b is not None else UNBOUND, key,
+                                 None if b is None else b.id)
+
+        return self._write(fn)
+
+    def _record_receipt(
+        self, txn: Transaction, env: InboundEnvelope, b: Binding | None, state: str,
+        now: _dt.datetime,
+    ) -> Receipt:
+        agent = b.agent_id if b is not None else None
+        team = b.team_id if b is not None else None
+        existing = repository.receipt_of(txn, env.route, env.external_message_id)
+        if existing is not None:
+            r = attrs.evolve(
+                existing, received_at=env.received_at, ingress_state=state,
+                agent_id=existing.agent_id or agent, team_id=existing.team_id or team,
+                updated_at=now,
+            )
+        else:
+            r = Receipt(
+                id=repository.RECEIPTS.next_id(txn), route=env.route,
+                external_message_id=env.external_message_id, turn_id=None, agent_id=agent,
+                team_id=team, received_at=env.received_at, ingress_state=state,
+                created_at=now, updated_at=now,
+            )
+        repository.put_receipt(txn, r)
+        return r
+
+    def _enqueue_inbound(
+        self, txn: Transaction, env: InboundEnvelope, b: Binding, now: _dt.datetime
+    ) -> InboxMessage:
+        route = env.route
+        m = InboxMessage(
+            id=repository.INBOX.next_id(txn),
+            target_type=b.target_type,
+            target_id=b.target_id,
+            target_member_name=b.target_member_name,
+            binding_id=b.id,
+            content=env.content,
+            attachments=env.attachments,
+            metadata=env.metadata,
+            external_source=ExternalSource(
+                provider=route.provider, transport=route.transport,
+                account_id=route.account_id, peer_id=route.peer_id, peer_type=env.peer_type,
+                thread_id=route.thread_id or None,
+                external_message_id=env.external_message_id,
+                routing_key=route.routing_key, received_at=env.received_at,
+            ),
+            enqueued_at=now,
+        )
+        repository.append_inbox(txn, m)
+        return m
+
+    # -- inbox ----------------------------------------------------------------------------------
+    @staticmethod
+    def _target(target_type: Any, target_id: Any) -> tuple[str, str]:
+        return (normalize_enum(target_type, TARGET_TYPES, "targetType"),
+                _required_id(target_id, "targetId"))
+
+    def inbox(
+        self, target_type: Any, target_id: Any, *, limit: Any = None, cursor: str | None = None
+    ) -> Page[InboxMessage]:
+        """The target's queued messages, oldest first."""
+        tt, tid = self._target(target_type, target_id)
+        n = check_limit(limit)
+        with self.store.begin() as txn:
+            items, nxt = repository.index_page(
+                txn, repository.INBOX, "target", (tt, tid), limit=n, cursor=cursor,
+                keep=lambda m: m.target_type == tt and m.target_id == tid,
+            )
+        return Page(items, nxt)
+
+    def ack(self, target_type: Any, target_id: Any, message_ids: Iterable[str]) -> int:
+        """Remove acknowledged messages of this target; unknown or foreign ids are skipped."""
+        tt, tid = self._target(target_type, target_id)
+        ids = list(dict.fromkeys(message_ids))
+
+        def fn(txn: Transaction) -> int:
+            n = 0
+            for mid in ids:
+                m = repository.inbox_message(txn, mid)
+                if m is not None and m.target_type == tt and m.target_id == tid:
+                    repository.INBOX.delete(txn, mid)
+                    n += 1
+            return n
+
+        return self._write(fn)
+
+    # -- receipts (7.4) -------------------------------------------------------------------------
+    def bind_turn(
+        self,
+        *,
+        provider: Any,
+        transport: Any,
+        account_id: Any,
+        peer_id: Any,
+        thread_id: Any = None,
+        external_message_id: Any,
+        turn_id: Any,
+        agent_id: Any = None,
+        team_id: Any = None,
+    ) -> Receipt:
+        """Turn T (of agent A and/or team) answers message M: upsert M's receipt."""
+        route = normalize_route(provider, transport, account_id, peer_id, thread_id)
+        ext = _required_id(external_message_id, "externalMessageId")
+        turn = _required_id(turn_id, "turnId")
+        agent = _optional_id(agent_id, "agentId")
+        team = _optional_id(team_id, "teamId")
+        if agent is None and team is None:
+            raise ValidationError("agentId or teamId is required", field="agentId")
+
+        def fn(txn: Transaction) -> Receipt:
+            now = self._now()
+            existing = repository.receipt_of(txn, route, ext)
+            if existing is not None:
+                r = attrs.evolve(existing, turn_id=turn, agent_id=agent or existing.agent_id,
+                                 team_id=team or existing.team_id, updated_at=now)
+            else:
+                r = Receipt(
+                    id=repository.RECEIPTS.next_id(txn), route=route, external_message_id=ext,
+                    turn_id=turn, agent_id=agent, team_id=team, received_at=now,
+                    ingress_state=None, created_at=now, updated_at=now,
+                )
+            repository.put_receipt(txn, r)
+            return r
+
+        return self._write(fn)
+
+    def receipt(self, route: Route, external_message_id: str) -> Receipt | None:
+        with self.store.begin() as txn:
+            return repository.receipt_of(txn, route, external_message_id)
+
+    def source_of_turn(self, agent_id: str, turn_id: str) -> Receipt | None:
+        with self.store.begin() as txn:
+            return repository.source_of_turn(txn, agent_id, turn_id)
+
+    def latest_source_of_agent(self, agent_id: str) -> Receipt | None:
+        with self.store.begin() as txn:
+            return repository.latest_of_agent(txn, agent_id)
+
+    def latest_source_of_team(self, team_id: str) -> Receipt | None:
+        with self.store.begin() as txn:
+            return repository.latest_of_team(txn, team_id)
+
+    # -- delivery events (7.7) ------------------------------------------------------------------
+    def record_delivery_event(
+        self,
+        *,
+        provider: Any,
+        transport: Any,
+        account_id: Any,
+        peer_id: Any,
+        thread_id: Any = None,
+        correlation_message_id: str | None,
+        callback_idempotency_key: str,
+        status: Any,
+        error_message: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> DeliveryEvent:
+        """A gateway's report on a reply; the status never moves backwards."""
+        route = normalize_route(provider, transport, account_id, peer_id, thread_id)
+        new = normalize_enum(status, DELIVERY_STATUSES, "status")
+        key = _required_id(callback_idempotency_key, "callbackIdempotencyKey")
+        meta = dict(metadata or {})
+
+        def fn(txn: Transaction) -> DeliveryEvent:
+            now = self._now()
+            existing = repository.delivery_event(txn, key)
+            if existing is None:
+                e = DeliveryEvent(
+                    id=repository.DELIVERY_EVENTS.next_id(txn), route=route,
+                    correlation_message_id=correlation_message_id,
+                    callback_idempotency_key=key, status=new,
+                    error_message=error_message if new == FAILED else None, metadata=meta,
+                    created_at=now, updated_at=now,
+                )
+                repository.put_delivery_event(txn, e)
+                return e
+            if next_status(existing.status, new, from_gateway=True) != new:
+                return existing  # a late report: ignored
+            e = attrs.evolve(
+                existing, status=new,
+                error_message=(error_message or existing.error_message) if new == FAILED
+                else None,
+                correlation_message_id=existing.correlation_message_id or correlation_message_id,
+                metadata={**existing.metadata, **meta}, updated_at=now,
+            )
+            repository.put_delivery_event(txn, e)
+            return e
+
+        return self._write(fn)
+
+    def delivery_event(self, callback_idempotency_key: str) -> DeliveryEvent:
+        with self.store.begin() as txn:
+            e = repository.delivery_event(txn, callback_idempotency_key)
+        if e is None:
+            raise NotFoundError(
+                f"no delivery event for {callback_idempotency_key!r}",
+                field="callbackIdempotencyKey",
+            )
+        return e
+
+    # -- reply publishing (7.5) -----------------------------------------------------------------
+    def publish_reply(self, *, agent_id: Any, turn_id: Any = None,
+                      reply_text: Any = None) -> ReplyResult:
+        agent = _required_id(agent_id, "agentId")
+        if turn_id is not None and not isinstance(turn_id, str):
+            raise ValidationError("turnId must be a string", field="turnId")
+        if reply_text is not None and not isinstance(reply_text, str):
+            raise ValidationError("replyText must be a string", field="replyText")
+        if not turn_id or not turn_id.strip():
+            return ReplyResult(False, "TURN_ID_MISSING", None)
+        key = callback_key(agent, turn_id)
+        if not reply_text or not reply_text.strip():
+            return ReplyResult(False, "EMPTY_REPLY", key)
+        if not self.callback_configured:
+            return ReplyResult(False, "CALLBACK_NOT_CONFIGURED", key)
+
+        def fn(txn: Transaction) -> ReplyResult:
+            source = repository.source_of_turn(txn, agent, turn_id)
+            if source is None:
+                return ReplyResult(False, "SOURCE_NOT_FOUND", key)
+            b = repository.binding_of_route(txn, source.route)
+            if b is None or not _bound_to(b, agent, source):
+                return ReplyResult(False, "BINDING_NOT_FOUND", key)
+            now = self._now()
+            if not repository.CALLBACK_KEYS.reserve(txn, key, self.callback_ttl,
+                                                    now=now.timestamp()):
+                return ReplyResult(False, "DUPLICATE", key)
+            route = source.route
+            envelope = {
+                **codec.route_json(route),
+                "correlationMessageId": source.external_message_id,
+                "callbackIdempotencyKey": key,
+                "replyText": reply_text,
+                "attachments": [],
+                "chunks": [],
+                "metadata": {"turnId": turn_id},
+            }
+            event = repository.delivery_event(txn, key)
+            if event is None:
+                event = DeliveryEvent(
+                    id=repository.DELIVERY_EVENTS.next_id(txn), route=route,
+                    correlation_message_id=source.external_message_id,
+                    callback_idempotency_key=key, status=PENDING, error_message=None,
+                    metadata={"turnId": turn_id, "agentId": agent}, created_at=now,
+                    updated_at=now,
+                )
+                repository.put_delivery_event(txn, event)
+            elif event.status == FAILED:
+                repository.put_delivery_event(txn, attrs.evolve(
+                    event, status=PENDING, error_message=None, updated_at=now))
+            repository.put_outbox(txn, OutboxEntry(
+                id=repository.OUTBOX.next_id(txn), callback_idempotency_key=key,
+                envelope=envelope, status=OUTBOX_PENDING, attempts=0, due_at=now,
+                lease_owner=None, last_error=None, created_at=now, updated_at=now,
+            ))
+            return ReplyResult(True, None, key)
+
+        result = self._write(fn)
+        if result.published:
+            for listener in list(self.outbox_listeners):
+                try:
+                    listener()
+                except Exception:  # a wake-up is an optimisation; the worker polls anyway
+                    log.exception("outbox listener failed")
+        return result
+
+    # -- outbox (7.6): what the worker does, and the operators' view ----------------------------
+    def list_outbox(
+        self, *, status: Any = None, limit: Any = None, cursor: str | None = None
+    ) -> Page[OutboxEntry]:
+        """Outbox entries oldest first, all or of one status."""
+        n = check_limit(limit)
+        with self.store.begin() as txn:
+            if status not in (None, ""):
+                word = normalize_enum(status, OUTBOX_STATUSES, "status")
+                items, nxt = repository.index_page(
+                    txn, repository.OUTBOX, "status", (word,), limit=n, cursor=cursor,
+                    keep=lambda o: o.status == word,
+                )
+                return Page(items, nxt)
+            after = decode_cursor(cursor)
+            if after is not None and not isinstance(after, str):
+                raise ValidationError("cursor is not one this list issued", field="cursor")
+            rows = list(repository.OUTBOX.scan(txn, after=after, limit=n + 1))
+            entries = [repository.OUTBOX.decode(raw) for _, raw in rows[:n]]
+            more = len(rows) > n
+        return Page(entries, encode_cursor(entries[-1].id) if more and entries else None)
+
+    def outbox_entry(self, entry_id: str) -> OutboxEntry:
+        with self.store.begin() as txn:
+            o = repository.outbox_entry(txn, entry_id)
+        if o is None:
+            raise NotFoundError(f"outbox entry {entry_id} does not exist", field="id")
+        return o
+
+    def lease_due(self, owner: str, *, now: float, lease_s: float, limit: int
+                  ) -> list[OutboxEntry]:
+        """Lease up to ``limit`` entries that are due at ``now`` (epoch seconds): PENDING and
+        FAILED_RETRY whose attempt time came, and DISPATCHING whose lease expired. Each lease
+        counts one attempt."""
+        def fn(txn: Transaction) -> list[OutboxEntry]:
+            now_dt = _seconds_to_dt(now)
+            until = _seconds_to_dt(now + lease_s)
+            leased = []
+            for o in list(repository.due_outbox(txn, to_millis(now_dt), limit)):
+                if o.status not in (OUTBOX_PENDING, FAILED_RETRY, DISPATCHING):
+                    continue
+                if o.status == DISPATCHING:
+                    log.warning("outbox entry %s: lease of %s expired; taking it over",
+                                o.id, o.lease_owner)
+                taken = attrs.evolve(o, status=DISPATCHING, attempts=o.attempts + 1,
+                                     due_at=until, lease_owner=owner, updated_at=now_dt)
+                repository.put_outbox(txn, taken)
+                leased.append(taken)
+            return leased
+
+        return self._write(fn)
+
+    def next_due(self) -> float | None:
+        """When the earliest entry becomes due (epoch seconds), or None when nothing waits."""
+        with self.store.begin() as txn:
+            ms = repository.next_due_ms(txn)
+        return None if ms is None else ms / 1000
+
+    def _finish(self, entry_id: str, owner: str, now: float,
+                change: Callable[[Transaction, OutboxEntry, _dt.datetime], OutboxEntry]) -> bool:
+        def fn(txn: Transaction) -> bool:
+            o = repository.outbox_entry(txn, entry_id)
+            if o is None or o.status != DISPATCHING or o.lease_owner != owner:
+                return False  # the lease was lost (expired and taken over): not ours to record
+            repository.put_outbox(txn, change(txn, o, _seconds_to_dt(now)))
+            return True
+
+        return self._write(fn)
+
+    def _advance_event(self, txn: Transaction, key: str, status: str, error: str | None,
+                       now: _dt.datetime) -> None:
+        e = repository.delivery_event(txn, key)
+        if e is None or next_status(e.status, status, from_gateway=False) != status:
+            return
+        repository.put_delivery_event(txn, attrs.evolve(
+            e, status=status, error_message=error if status == FAILED else None,
+            updated_at=now))
+
+    def mark_sent(self, entry_id: str, owner: str, *, now: float) -> bool:
+        def change(txn: Transaction, o: OutboxEntry, at: _dt.datetime) -> OutboxEntry:
+            self._advance_event(txn, o.callback_idempotency_key, SENT, None, at)
+            return attrs.evolve(o, status=OUTBOX_SENT, due_at=None, lease_owner=None,
+                                last_error=None, updated_at=at)
+
+        return self._finish(entry_id, owner, now, change)
+
+    def mark_retry(self, entry_id: str, owner: str, *, now: float, error: str,
+                   retry_at: float) -> bool:
+        def change(txn: Transaction, o: OutboxEntry, at: _dt.datetime) -> OutboxEntry:
+            return attrs.evolve(o, status=FAILED_RETRY, due_at=_seconds_to_dt(retry_at),
+                                lease_owner=None, last_error=error, updated_at=at)
+
+        return self._finish(entry_id, owner, now, change)
+
+    def release_lease(self, entry_id: str, owner: str, *, now: float) -> bool:
+        """Give back a leased entry that was not attempted (the worker is stopping)."""
+        def change(txn: Transaction, o: OutboxEntry, at: _dt.datetime) -> OutboxEntry:
+            return attrs.evolve(
+                o, status=OUTBOX_PENDING if o.last_error is None else FAILED_RETRY,
+                attempts=max(0, o.attempts - 1), due_at=at, lease_owner=None, updated_at=at,
+            )
+
+        return self._finish(entry_id, owner, now, change)
+
+    def mark_dead(self, entry_id: str, owner: str, *, now: float, error: str) -> bool:
+        def change(txn: Transaction, o: OutboxEntry, at: _dt.datetime) -> OutboxEntry:
+            self._advance_event(txn, o.callback_idempotency_key, FAILED, error, at)
+            return attrs.evolve(o, status=DEAD_LETTER, due_at=None, lease_owner=None,
+                                last_error=error, updated_at=at)
+
+        return self._finish(entry_id, owner, now, change)
+
+
+def _bound_to(b: Binding, agent_id: str, source: Receipt) -> bool:
+    if b.target_type == "AGENT":
+        return b.agent_id == agent_id
+    return source.team_id is not None and b.team_id == source.team_id

@@ -1,0 +1,146 @@
+"""Shared helpers of the external-channel tests: clocks, envelopes and a gateway stub."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from domains.channel import codec, signing
+from domains.channel.service import ChannelService
+
+ROUTE = {"provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "acc-1",
+         "peerId": "peer-1"}
+ROUTE_ARGS = {"provider": "WHATSAPP", "transport": "BUSINESS_API", "account_id": "acc-1",
+              "peer_id": "peer-1"}
+ENVELOPE = {**ROUTE, "peerType": "USER", "externalMessageId": "m-1", "content": "hello",
+            "receivedAt": "2026-02-22T10:15:30.123Z"}
+
+
+class ManualClock:
+    """A datetime clock for services that moves only when told (thread-safe)."""
+
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        self.now = start or dt.datetime(2026, 2, 22, 10, 0, 0, tzinfo=dt.UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dt.datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += dt.timedelta(seconds=seconds)
+
+    def seconds(self) -> float:
+        return self().timestamp()
+
+
+class FloatClock:
+    """Epoch seconds for the outbox worker, moved by hand; starts at the real time so that
+    signatures stay within any skew check."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+def ingest(service: ChannelService, **overrides: Any) -> Any:
+    return service.ingest(**codec.parse_envelope({**ENVELOPE, **overrides}))
+
+
+def bind_agent(service: ChannelService, agent_id: str = "agent-1", **route: Any) -> Any:
+    return service.upsert_binding(**{**ROUTE_ARGS, **route}, target_type="AGENT",
+                                  agent_id=agent_id)[0]
+
+
+def routed_turn(service: ChannelService, message_id: str, turn_id: str,
+                agent_id: str = "agent-1") -> None:
+    """Message ``message_id`` was routed to the agent, and turn ``turn_id`` answers it."""
+    ingest(service, externalMessageId=message_id)
+    service.bind_turn(**ROUTE_ARGS, external_message_id=message_id, turn_id=turn_id,
+                      agent_id=agent_id)
+
+
+class GatewayStub:
+    """A gateway's callback endpoint on 127.0.0.1: checks signatures, deduplicates by
+    ``callbackIdempotencyKey`` and answers according to ``plan`` (one action per request, then
+    202): an int is a status to answer, ``("sleep", s)`` answers 202 only after ``s`` seconds."""
+
+    def __init__(self, secret: str | None = None, plan: list[Any] | None = None,
+                 port: int = 0) -> None:
+        self.secret = secret
+        self.plan = list(plan or [])
+        self.requests: list[dict[str, Any]] = []
+        self.delivered: dict[str, dict[str, Any]] = {}
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = stub.handle(self.path, dict(self.headers.items()), raw)
+                if status is None:
+                    return
+                body = b'{"accepted":true}'
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client gave up (a timeout test)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                        daemon=True)
+        self._thread.start()
+
+    def handle(self, path: str, headers: dict[str, str], raw: bytes) -> int | None:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        with self.lock:
+            action = self.plan.pop(0) if self.plan else 202
+            self.requests.append({"path": path, "headers": lowered, "body": raw})
+        if path != "/api/server-callback/v1/messages":
+            return 404
+        if self.secret is not None:
+            ts = lowered.get("x-autobyteus-server-timestamp")
+            failure = signing.verify(self.secret, ts, lowered.get("x-autobyteus-server-signature"),
+                                     raw, now=float(ts) if ts and ts.isdigit() else 0.0)
+            if failure is not None:
+                with self.lock:
+                    self.bad_signatures += 1
+                return 401
+        if isinstance(action, tuple) and action[0] == "sleep":
+            time.sleep(action[1])
+            action = 202
+        if action != 202:
+            return int(action)
+        envelope = json.loads(raw)
+        with self.lock:
+            # A reply already held is acknowledged again and not kept twice.
+            self.delivered.setdefault(envelope["callbackIdempotencyKey"], envelope)
+        return 202
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
