@@ -87,53 +87,48 @@ def read_lines(path: Any) -> list[dict[str, Any]]:
 
 
 def fill_domains(store: Store) -> list[str]:
-    """Fill the domains whose services import, through their services, and the index-layer
-    stand-ins (``fill``) for the rest. Returns the domains filled through services."""
-    filled: list[str] = []
-    try:
-        from domains.prompts.service import PromptService
-    except ImportError:
-        pass
-    else:
-        prompts = PromptService(store)
-        first = prompts.create({"name": "sys", "category": "agent", "promptContent": "You are…"})
-        prompts.create_revision(first.id, {"promptContent": "v2"})
-        prompts.activate(first.id)
-        prompts.create({"name": "sys", "category": "agent", "promptContent": "gpt",
-                        "suitableForModels": "gpt-4"})
-        prompts.create({"name": "other", "category": "tools", "promptContent": "x" * 2000})
-        filled.append("prompts")
-        try:
-            from domains.agent_definitions.service import AgentDefinitionService
-        except ImportError:
-            pass
-        else:
-            defs = AgentDefinitionService(store)
-            for i in range(3):
-                defs.create({"name": f"writer{i}", "role": "writes", "description": "d",
-                             "systemPromptCategory": "agent", "systemPromptName": "sys",
-                             "toolNames": ["search"]})
-            filled.append("agent_definitions")
-            try:
-                from domains.agent_teams.service import AgentTeamService
-            except ImportError:
-                pass
-            else:
-                AgentTeamService(store).create({
-                    "name": "team", "description": "a team", "coordinatorMemberName": "lead",
-                    "nodes": [{"memberName": "lead", "referenceId": "1",
-                               "referenceType": "AGENT"}],
-                })
-                filled.append("agent_teams")
-    try:
-        from domains.mcp_servers.service import McpServerService
-    except ImportError:
-        pass
-    else:
-        McpServerService(store).configure("srv1", {"transportType": "stdio", "command": "node"})
-        filled.append("mcp_servers")
+    """Fill every domain through its own service, plus the index-layer stand-ins (``fill``).
+    Returns the domains filled through services."""
+    import datetime as dt
+
+    from domains.registry import build_services
+
+    services = build_services(store, settings={"callback_configured": True})
+    prompts = services.prompts
+    first = prompts.create({"name": "sys", "category": "agent", "promptContent": "You are…"})
+    prompts.create_revision(first.id, {"promptContent": "v2"})
+    prompts.activate(first.id)
+    prompts.create({"name": "sys", "category": "agent", "promptContent": "gpt",
+                    "suitableForModels": "gpt-4"})
+    prompts.create({"name": "other", "category": "tools", "promptContent": "x" * 2000})
+    for i in range(3):
+        services.agent_definitions.create({
+            "name": f"writer{i}", "role": "writes", "description": "d",
+            "systemPromptCategory": "agent", "systemPromptName": "sys", "toolNames": ["search"]})
+    services.agent_teams.create({
+        "name": "team", "description": "a team", "coordinatorMemberName": "lead",
+        "nodes": [{"memberName": "lead", "referenceId": "1", "referenceType": "AGENT"}],
+    })
+    services.mcp_servers.configure("srv1", {"transportType": "stdio", "command": "node"})
+    services.token_usage.record_conversation({
+        "agentId": "run-1", "llmModel": "gpt-4", "promptTokens": 10, "completionTokens": 4,
+        "promptCost": 0.25, "completionCost": 0.5})
+    services.token_usage.record({"agentId": "run-2", "role": "user", "tokenCount": 3})
+    services.artifacts.create({"agentId": "run-1", "path": "out/chart.png"})
+    channel = services.channel
+    route = {"provider": "TELEGRAM", "transport": "BUSINESS_API", "account_id": "acc",
+             "peer_id": "peer-1"}
+    channel.upsert_binding(**route, target_type="AGENT", agent_id="agent-1")
+    now = dt.datetime.now(dt.UTC)
+    for message_id in ("m1", "m2", "m1"):  # the second m1 is a duplicate
+        channel.ingest(**route, peer_type="USER", external_message_id=message_id,
+                       content="hello", received_at=now)
+    channel.bind_turn(**route, external_message_id="m1", turn_id="turn-1", agent_id="agent-1")
+    reply = channel.publish_reply(agent_id="agent-1", turn_id="turn-1", reply_text="hi")
+    assert reply.published, reply
     fill(store)
-    return filled
+    return ["prompts", "agent_definitions", "agent_teams", "mcp_servers", "token_usage",
+            "artifacts", "channel"]
 
 
 WRITER = """

@@ -28,10 +28,15 @@ def test_migrate_every_domain(make_store, backend, shift):
         report = check(moved, [*cols, ITEMS])
         assert report.ok, str(report)
         assert report.records["tool_items"] == 11
-        if "prompts" in filled:
-            assert report.records["prompts"] == 4
-        if "agent_teams" in filled:
-            assert report.records["agent_team_definitions"] == 1
+        assert len(filled) == 7
+        assert report.records["prompts"] == 4
+        assert report.records["agent_definitions"] == 3
+        assert report.records["agent_team_definitions"] == 1
+        assert report.records["token_usage"] == 3
+        assert report.records["artifacts"] == 1
+        for name, count in report.records.items():
+            if name.startswith("channel"):
+                assert count >= 1, (name, count)
     finally:
         moved.close()
 
