@@ -626,6 +626,38 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+def ttl_space_names(store: Store) -> list[str]:
+    """The TTL spaces present in the store, found by skipping from one space to the next."""
+    names: list[str] = []
+    base = pack(("t",))
+    start = base
+    with store.begin() as txn:
+        while True:
+            hit = next(iter(txn.scan(start, base + END, limit=1)), None)
+            if hit is None:
+                return names
+            name = unpack(hit[0])[1]
+            names.append(name)
+            start = pack(("t", name)) + END
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from engine.indexes import TtlSpace
+
+    loc = _location(args)
+    with _opened(loc, readonly=False) as store:
+        names = args.space or ttl_space_names(store)
+        total = 0
+        for name in names:
+            purged = TtlSpace(name).sweep(store, batch_size=args.batch_size)
+            total += purged
+            _say(f"sweep: {name}: {purged} expired keys purged")
+    if args.json:
+        sys.stdout.write(json.dumps({"purged": total, "spaces": names}) + "\n")
+    _say(f"sweep: {total} expired keys purged in {len(names)} TTL spaces")
+    return EXIT_OK
+
+
 def _unknown_collections(store: Store, known: set[str]) -> list[str]:
     """Collection names present in the store, found by skipping from one collection to the next
     (one short scan per collection, however many keys each holds)."""
@@ -785,6 +817,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--domain", action="append", metavar="NAME",
                    help="only these collections or domain packages")
     p.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+
+    p = command("sweep", "purge expired TTL (idempotency) keys now",
+                "Delete the expired keys of every TTL space in the store (or --space NAME), in "
+                "short batches of their own write transactions, as the server's background "
+                "sweeper does. Safe while the server runs.")
+    _store_options(p)
+    p.add_argument("--space", action="append", metavar="NAME", help="only these TTL spaces")
+    p.add_argument("--batch-size", type=_positive, default=256, metavar="N",
+                   help="keys per write transaction (default 256)")
+    p.add_argument("--json", action="store_true", help="the count as JSON on stdout")
     return parser
 
 
