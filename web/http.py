@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,7 +33,33 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
         raise ApiError(
             falcon.HTTP_413, "PAYLOAD_TOO_LARGE", f"the body exceeds the limit of {max_bytes} bytes"
         )
-    return parse_json_bytes(raw)
+    document = parse_json_bytes(raw)
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(document):
+        # Valid JSON syntax, but not text: no store can encode it (it would fail as a 500).
+        raise ApiError(falcon.HTTP_400, "MALFORMED_JSON",
+                       "the body holds a lone UTF-16 surrogate escape (\\ud800-\\udfff)")
+    return document
+
+
+#: Only a \uD800-\uDFFF escape can put a surrogate into parsed JSON (UTF-8 input cannot).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(document: Any) -> bool:
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def parse_json_bytes(raw: bytes) -> Any:

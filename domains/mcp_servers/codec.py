@@ -179,9 +179,13 @@ def _seconds(body: Mapping[str, Any], field: str, default: float | None) -> floa
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{field} must be a number of seconds", field=field)
-    if not math.isfinite(value) or value <= 0:
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise ValidationError(f"{field} is too large", field=field) from None
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValidationError(f"{field} must be a positive number of seconds", field=field)
-    return float(value)
+    return seconds
 
 
 def _build(body: Mapping[str, Any], server_id: str) -> tuple[type[McpServer], dict[str, Any]]:

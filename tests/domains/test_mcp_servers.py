@@ -106,6 +106,8 @@ def test_transport_defaults_and_inference(svc: McpServerService) -> None:
          "VALIDATION_ERROR"),
         ({"transportType": "websocket", "url": "ws://h", "pingInterval": True}, "pingInterval",
          "VALIDATION_ERROR"),
+        ({"transportType": "websocket", "url": "ws://h", "pingTimeout": 10**400}, "pingTimeout",
+         "VALIDATION_ERROR"),  # an int too large for a float
         ({"transportType": "sse", "url": "http://h"}, "transportType", "VALIDATION_ERROR"),
         ({"enabled": True}, "transportType", "VALIDATION_ERROR"),
         ({"serverId": "other", "command": "x"}, "serverId", "VALIDATION_ERROR"),

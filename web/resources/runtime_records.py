@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import falcon
 
@@ -56,7 +57,7 @@ class McpServerItem:
         send(resp, mcp_codec.to_json(server), falcon.HTTP_201 if created else falcon.HTTP_200,
              etag=True)
         if created:
-            resp.location = f"{MCP}/{server.server_id}"
+            resp.location = f"{MCP}/{quote(server.server_id, safe='')}"
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, server_id: str) -> None:
         self._mcp.delete(server_id, expected_etag=if_match(req))
@@ -71,6 +72,11 @@ class McpServerImport:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         result = self._mcp.import_servers(read_json(req, self._ctx.max_body))
         send(resp, mcp_codec.import_result_to_json(result))
+
+
+def _records_of(agent_id: str) -> str:
+    # Records have no URL of their own: the Location of a new one is its agent run's records.
+    return f"{USAGE}/records?agentId={quote(agent_id, safe='')}"
 
 
 class UsageRecords:
@@ -89,6 +95,7 @@ class UsageRecords:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         record = self._usage.record(read_object(req, self._ctx.max_body))
         send(resp, usage_codec.to_json(record), falcon.HTTP_201)
+        resp.location = _records_of(record.agent_id)
 
 
 class UsageConversations:
@@ -99,6 +106,7 @@ class UsageConversations:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         records = self._usage.record_conversation(read_object(req, self._ctx.max_body))
         send(resp, usage_codec.records_to_json(records), falcon.HTTP_201)
+        resp.location = _records_of(records[0].agent_id)
 
 
 class UsageTotalCost:
@@ -134,7 +142,7 @@ class ArtifactCollection:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         artifact = self._artifacts.create(read_object(req, self._ctx.max_body))
         send(resp, artifact_codec.to_json(artifact), falcon.HTTP_201)
-        resp.location = f"{ARTIFACTS}?agentId={artifact.agent_id}"
+        resp.location = f"{ARTIFACTS}?agentId={quote(artifact.agent_id, safe='')}"
 
 
 def add_routes(app: falcon.App, ctx: AppContext) -> None:
