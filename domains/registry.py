@@ -99,6 +99,7 @@ def _outbox_worker(channel: Any, options: Mapping[str, Any]) -> Any:
         base_url=options["callback_base_url"],
         shared_secret=options.get("callback_shared_secret"),
         timeout_ms=options.get("callback_timeout_ms", 5000),
+        poll_interval=options.get("outbox_poll_interval_s", 1.0),
     )
     channel.outbox_listeners.append(worker.wake)
     return worker

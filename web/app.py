@@ -2,7 +2,9 @@
 
 ``create_app(store, settings)`` builds an app with no global state. ``from_env()`` is for
 ``waitress-serve --call web.app:from_env``: it opens the store named by the environment and starts
-the background workers too.
+the background workers too. Load shedding (503 OVERLOADED) and the deliberate waitress limits
+live in web/serving.py, which ``autobyteus-server`` / ``python -m web`` use; under
+``waitress-serve`` only waitress's own flags apply.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def create_app(
     modules = resource_modules()
     for module in modules:
         module.add_routes(app, ctx)
-    app.add_route("/openapi.json", service.OpenApiResource(build_document(modules)))
+    app.add_route("/openapi.json", service.OpenApiResource(
+        build_document(modules, secured=bool(settings.api_token))))
     return app
 
 

@@ -1,8 +1,9 @@
-"""Cross-cutting request handling: the optional bearer token."""
+"""Cross-cutting request handling: the optional bearer token, and the in-flight limit."""
 
 from __future__ import annotations
 
 import hmac
+import threading
 
 import falcon
 
@@ -33,3 +34,50 @@ class BearerTokenAuth:
                 falcon.HTTP_401, "UNAUTHORIZED", "a valid bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="autobyteus"'},
             )
+
+
+# -- load shedding ------------------------------------------------------------------------------
+#: Seconds a shed client is told to wait (Retry-After).
+RETRY_AFTER_S = 1
+OVERLOADED_CODE = "OVERLOADED"
+OVERLOADED_DETAIL = "the server is at its limit of requests in flight; retry later"
+
+
+class InflightLimiter:
+    """Counts the requests a server holds (being served or waiting for a thread) against a limit.
+
+    The server admits a request with ``try_enter()`` when it is ready to be served and calls
+    ``leave()`` once it was answered; a request refused here is answered 503 OVERLOADED with
+    Retry-After at once, so the queue, the latency of admitted requests and the memory they hold
+    all stay bounded (web/serving.py wires this into waitress, where requests wait for a thread).
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the in-flight limit must be at least 1")
+        self.limit = limit
+        self._inflight = 0
+        self._shed = 0
+        self._lock = threading.Lock()
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    @property
+    def shed_count(self) -> int:
+        """Requests refused since the start."""
+        return self._shed
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self._inflight >= self.limit:
+                self._shed += 1
+                return False
+            self._inflight += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            if self._inflight > 0:
+                self._inflight -= 1

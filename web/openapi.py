@@ -42,12 +42,34 @@ COMPONENTS: dict[str, Any] = {
 _METHODS = ("get", "put", "post", "delete", "patch")
 
 
-def build_document(modules: Iterable[ModuleType], version: str = "0.1.0") -> dict[str, Any]:
+ERROR_RESPONSE = {"$ref": "#/components/responses/Error"}
+
+
+def _add_implied_responses(method: str, operation: dict[str, Any]) -> None:
+    responses = operation.setdefault("responses", {})
+    # Any request may be shed under load (503 OVERLOADED with Retry-After) or meet an
+    # unavailable store (503 BACKEND_UNAVAILABLE, STORE_BUSY, ...).
+    responses.setdefault("503", copy.deepcopy(ERROR_RESPONSE))
+    if method != "get":
+        # A write may find the store out of space.
+        responses.setdefault("507", copy.deepcopy(ERROR_RESPONSE))
+
+
+def build_document(modules: Iterable[ModuleType], version: str = "0.1.0", *,
+                   secured: bool = True) -> dict[str, Any]:
+    """The OpenAPI document. ``secured``: a bearer token is configured, so the document says
+    that the API needs it (operations that say ``security: []`` never do)."""
     paths: dict[str, Any] = {}
     for module in modules:
         for path, operations in module.PATHS.items():
             paths.setdefault(path, {}).update(copy.deepcopy(operations))
-    return {
+    for operations in paths.values():
+        for method, operation in operations.items():
+            if method in _METHODS:
+                _add_implied_responses(method, operation)
+                if not secured and "security" not in operation:
+                    operation.get("responses", {}).pop("401", None)  # no token, no 401
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "autobyteus persistence server",
@@ -57,9 +79,11 @@ def build_document(modules: Iterable[ModuleType], version: str = "0.1.0") -> dic
             "channels.",
         },
         "paths": dict(sorted(paths.items())),
-        "components": COMPONENTS,
-        "security": [{"bearer": []}],
+        "components": copy.deepcopy(COMPONENTS),
     }
+    if secured:
+        document["security"] = [{"bearer": []}]
+    return document
 
 
 def documented_routes(document: dict[str, Any]) -> set[tuple[str, str]]:

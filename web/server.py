@@ -33,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autobyteus-server: {exc}", file=sys.stderr)
         return 2
 
-    import waitress
-
+    from web import serving
     from web.runtime import Runtime
 
     try:
@@ -44,16 +43,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
-        server: Any = waitress.create_server(
-            runtime.app,
-            host=settings.host,
-            port=settings.port,
-            threads=settings.threads,
-            ident="autobyteus",
-            # The body limit is enforced per route (413); waitress refuses what is far beyond.
-            max_request_body_size=max(settings.max_body_bytes * 4, 1 << 20),
-            clear_untrusted_proxy_headers=True,
-        )
+        # Limits (in flight, connections, backlog, timeouts, header size) are set in
+        # web/serving.py, each from a setting.
+        server: Any = serving.create_server(runtime.app, settings)
     except OSError as exc:
         runtime.stop()
         print(f"autobyteus-server: cannot listen on {settings.host}:{settings.port}: {exc}",
@@ -67,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     host, port = server.effective_host, server.effective_port
-    log.info("serving %s store on http://%s:%s", settings.provider, host, port)
+    log.info("serving %s store on http://%s:%s (threads %d, in flight %d, connections %d)",
+             settings.provider, host, port, settings.threads, settings.inflight_limit,
+             settings.connection_limit)
     # A line for scripts and tests that start us on port 0.
     print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
     try:

@@ -19,6 +19,23 @@ class SettingsError(ValueError):
     """A setting has a value this server does not accept."""
 
 
+# -- presets ------------------------------------------------------------------------------------
+#: Named sets of defaults chosen with AUTOBYTEUS_PRESET. A preset only changes defaults: a
+#: variable set explicitly, or a command-line flag, still wins over it.
+PRESET_VARIABLE = "AUTOBYTEUS_PRESET"
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # Low-power boards (Raspberry Pi class, 512 MB, 32-bit): fewer request threads, a small LMDB
+    # map to start (it grows by itself), background workers that wake up rarely.
+    "low-power": {
+        "threads": 2,
+        "lmdb_map_size": 8 << 20,
+        "ttl_sweep_interval_s": 600.0,
+        "outbox_poll_interval_s": 30.0,
+    },
+}
+
+
 @attrs.frozen
 class Settings:
     provider: str = DEFAULT_PROVIDER
@@ -38,6 +55,22 @@ class Settings:
     max_body_bytes: int = 1 << 20
     ttl_sweep_interval_s: float = 60.0
     lmdb_map_size: int | None = None
+    #: How often the channel outbox worker looks for due replies when nothing woke it.
+    outbox_poll_interval_s: float = 1.0
+    #: The preset whose defaults were applied (see PRESETS).
+    preset: str = "default"
+    # -- limits under load and hostile clients (see web/serving.py) --
+    #: Requests the server holds at once (being served or waiting for a thread); beyond it a
+    #: request is answered 503 OVERLOADED with Retry-After. None: 4 x threads.
+    max_inflight: int | None = None
+    #: Open connections waitress serves at once; beyond it new ones wait in the listen backlog.
+    connection_limit: int = 100
+    #: The listen backlog: connections the kernel holds before waitress accepts them.
+    backlog: int = 128
+    #: An idle connection, or one whose request has not fully arrived, is closed after this.
+    channel_timeout_s: int = 30
+    #: The request line plus headers; beyond it waitress answers 431.
+    max_header_bytes: int = 64 << 10
 
     @classmethod
     def from_env(
@@ -66,6 +99,14 @@ class Settings:
                 raise SettingsError(f"{name}={value} is out of range; it accepts {low}..{high}")
             return value
 
+        preset_name = (text(PRESET_VARIABLE) or "default").lower()
+        if preset_name not in PRESETS:
+            raise SettingsError(
+                f"{PRESET_VARIABLE}={preset_name!r} is not a preset; it accepts "
+                + ", ".join(PRESETS)
+            )
+        preset = PRESETS[preset_name]
+
         provider = (text("PERSISTENCE_PROVIDER") or DEFAULT_PROVIDER).lower()
         values: dict[str, Any] = {
             "provider": provider,
@@ -87,16 +128,31 @@ class Settings:
             ),
             "host": text("AUTOBYTEUS_HOST") or "127.0.0.1",
             "port": integer("AUTOBYTEUS_PORT", 8000, 0, 65535),
-            "threads": integer("AUTOBYTEUS_THREADS", 8, 1, 256),
+            "threads": integer("AUTOBYTEUS_THREADS", preset.get("threads", 8), 1, 256),
             "max_body_bytes": integer("AUTOBYTEUS_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
             "ttl_sweep_interval_s": float(
-                integer("AUTOBYTEUS_TTL_SWEEP_INTERVAL_SECONDS", 60, 1, 86400)
+                integer("AUTOBYTEUS_TTL_SWEEP_INTERVAL_SECONDS",
+                        int(preset.get("ttl_sweep_interval_s", 60)), 1, 86400)
             ),
             "lmdb_map_size": (
                 integer("AUTOBYTEUS_LMDB_MAP_SIZE", 0, 1 << 20, 1 << 40)
                 if text("AUTOBYTEUS_LMDB_MAP_SIZE")
+                else preset.get("lmdb_map_size")
+            ),
+            "outbox_poll_interval_s": float(
+                integer("AUTOBYTEUS_OUTBOX_POLL_INTERVAL_SECONDS",
+                        int(preset.get("outbox_poll_interval_s", 1)), 1, 3600)
+            ),
+            "preset": preset_name,
+            "max_inflight": (
+                integer("AUTOBYTEUS_MAX_INFLIGHT", 0, 1, 100_000)
+                if text("AUTOBYTEUS_MAX_INFLIGHT")
                 else None
             ),
+            "connection_limit": integer("AUTOBYTEUS_CONNECTION_LIMIT", 100, 1, 10_000),
+            "backlog": integer("AUTOBYTEUS_BACKLOG", 128, 1, 65_535),
+            "channel_timeout_s": integer("AUTOBYTEUS_CHANNEL_TIMEOUT_SECONDS", 30, 1, 3600),
+            "max_header_bytes": integer("AUTOBYTEUS_MAX_HEADER_BYTES", 64 << 10, 1024, 1 << 24),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
@@ -136,6 +192,14 @@ class Settings:
             raise SettingsError(f"--port/AUTOBYTEUS_PORT={self.port}; it accepts 0..65535")
         if not 1 <= self.threads <= 256:
             raise SettingsError(f"--threads/AUTOBYTEUS_THREADS={self.threads}; it accepts 1..256")
+        if self.max_inflight is not None and self.max_inflight < 1:
+            raise SettingsError(
+                f"AUTOBYTEUS_MAX_INFLIGHT={self.max_inflight}; it accepts 1..100000")
+
+    @property
+    def inflight_limit(self) -> int:
+        """AUTOBYTEUS_MAX_INFLIGHT, or 4 requests per thread: one served, three waiting."""
+        return self.max_inflight if self.max_inflight is not None else 4 * self.threads
 
     def domain_options(self) -> dict[str, Any]:
         """What the domain services are configured with (no HTTP in it)."""
@@ -148,6 +212,7 @@ class Settings:
             "callback_base_url": self.callback_base_url,
             "callback_shared_secret": self.callback_shared_secret,
             "callback_timeout_ms": self.callback_timeout_ms,
+            "outbox_poll_interval_s": self.outbox_poll_interval_s,
         }
 
     def store_options(self) -> dict[str, Any]:

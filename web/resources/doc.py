@@ -68,7 +68,12 @@ def op(
         operation["requestBody"] = {"required": True,
                                     "content": {"application/json": {"schema": body}}}
     all_responses = dict(responses)
-    for code in (*errors, "401"):
+    # Every operation here may be refused by the bearer token (401); a body can be malformed
+    # (400), too large (413) or of another type (415). build_document() adds 503 and 507.
+    implied = ["401"]
+    if body is not None:
+        implied += ["400", "413", "415"]
+    for code in (*errors, *implied):
         all_responses.setdefault(code, ERROR)
     operation["responses"] = all_responses
     return operation

@@ -1,0 +1,221 @@
+"""waitress, with its limits set deliberately, load shedding, and the API's error body everywhere.
+
+What waitress does by itself, and what is added here:
+
+- Requests that waitress has read wait in its task queue until one of ``threads`` is free; an
+  in-app middleware never sees them. So admission happens where they queue: the dispatcher asks
+  the ``InflightLimiter`` (web/middleware.py) when a request is ready to be served, and a request
+  beyond the limit is answered at once (it jumps the queue) with 503 ``OVERLOADED``, ``Retry-After``
+  and ``Connection: close``. Admitted requests therefore wait behind at most ``limit`` others.
+- ``connection_limit`` bounds the open connections (beyond it, new ones wait in the kernel's
+  listen ``backlog``); ``channel_timeout`` closes idle connections, and here also connections
+  whose request has not fully arrived after that long (a slow client trickling bytes, which
+  waitress alone would keep open for ever).
+- Errors that waitress answers itself (headers too large 431, body over waitress's own cap 413,
+  an unparsable request 400) get the API's JSON error body instead of waitress's plain text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import waitress
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.utilities import Error
+
+from web.middleware import (
+    OVERLOADED_CODE,
+    OVERLOADED_DETAIL,
+    RETRY_AFTER_S,
+    InflightLimiter,
+)
+from web.settings import Settings
+
+log = logging.getLogger("web.serving")
+
+#: waitress's own error classes (by status code) -> the API's error code.
+_WAITRESS_CODES = {
+    400: "BAD_REQUEST",
+    413: "PAYLOAD_TOO_LARGE",
+    431: "REQUEST_HEADER_FIELDS_TOO_LARGE",
+    500: "INTERNAL_ERROR",
+    501: "NOT_IMPLEMENTED",
+    503: OVERLOADED_CODE,
+}
+
+
+class Overloaded(Error):
+    """Set as a request's error by the dispatcher: waitress then answers it with an error task."""
+
+    code = 503
+    reason = "Service Unavailable"
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's error answer, with the body every other error of the API has."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        code = _WAITRESS_CODES.get(error.code, "BAD_REQUEST")
+        if isinstance(error, Overloaded):
+            detail = OVERLOADED_DETAIL
+            self.response_headers.append(("Retry-After", str(RETRY_AFTER_S)))
+        elif error.code >= 500:
+            detail = "internal error"  # waitress's text may carry a traceback: keep it in logs
+        else:
+            detail = f"{error.reason}: {error.body}"
+        body = json.dumps({"code": code, "detail": detail, "field": None}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class GuardedChannel(HTTPChannel):
+    """A connection whose request must arrive whole within ``channel_timeout`` seconds."""
+
+    error_task_class = JsonErrorTask
+    request_started: float | None = None
+
+    def received(self, data: bytes) -> bool:
+        before = self.request
+        result = super().received(data)
+        if self.request is None:
+            self.request_started = None
+        elif self.request is not before:
+            self.request_started = time.monotonic()
+        return bool(result)
+
+    def readable(self) -> bool:
+        # Called by the main loop at least once a second (asyncore_loop_timeout).
+        started = self.request_started
+        if (
+            started is not None
+            and not self.requests
+            and not getattr(self, "will_close", False)
+            and time.monotonic() - started > self.adj.channel_timeout
+        ):
+            log.info("closing a connection whose request did not arrive within %ss",
+                     self.adj.channel_timeout)
+            self.will_close = True  # writable() is then true and handle_write() closes it
+            return False
+        return bool(super().readable())
+
+
+class _Admitted:
+    """A channel's next request, admitted: the limiter is left once it was served."""
+
+    __slots__ = ("channel", "limiter")
+
+    def __init__(self, channel: Any, limiter: InflightLimiter) -> None:
+        self.channel = channel
+        self.limiter = limiter
+
+    def service(self) -> None:
+        try:
+            self.channel.service()
+        finally:
+            self.limiter.leave()
+
+    def cancel(self) -> None:
+        try:
+            self.channel.cancel()
+        finally:
+            self.limiter.leave()
+
+    def __repr__(self) -> str:
+        return f"<admitted {self.channel!r}>"
+
+
+class SheddingDispatcher(ThreadedTaskDispatcher):
+    """waitress's thread pool, admitting each request through an ``InflightLimiter``."""
+
+    #: Seconds between two warnings about shed requests.
+    report_interval = 10.0
+
+    def __init__(self, limiter: InflightLimiter) -> None:
+        super().__init__()
+        self.limiter = limiter
+        self._reported_at = 0.0
+        self._reported_count = 0
+        self._report_lock = threading.Lock()
+
+    def add_task(self, task: Any) -> None:
+        # waitress queues a channel once per request (the main loop when the first request
+        # arrives, the service thread for the next one), holding the channel's requests_lock.
+        requests = getattr(task, "requests", None)
+        request = requests[0] if requests else None
+        if request is None or request.error is not None:
+            super().add_task(task)  # not ours to count, or already an error answer (cheap)
+            return
+        if self.limiter.try_enter():
+            super().add_task(_Admitted(task, self.limiter))
+            return
+        request.error = Overloaded(OVERLOADED_DETAIL)
+        with self.lock:
+            # The answer costs next to nothing: serve it before the admitted ones.
+            self.queue.appendleft(task)
+            self.queue_cv.notify()
+        self._report()
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        with self._report_lock:
+            if now - self._reported_at < self.report_interval:
+                return
+            shed = self.limiter.shed_count
+            log.warning("overloaded: %d request(s) answered 503 since the last report "
+                        "(limit %d in flight)", shed - self._reported_count, self.limiter.limit)
+            self._reported_at, self._reported_count = now, shed
+
+
+def waitress_options(settings: Settings) -> dict[str, Any]:
+    """Every waitress adjustment this server sets, and why."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "threads": settings.threads,
+        "ident": "autobyteus",
+        # The body limit is enforced per route (413 with nothing stored); waitress refuses what
+        # is far beyond without reading it into the app.
+        "max_request_body_size": max(settings.max_body_bytes * 4, 1 << 20),
+        "max_request_header_size": settings.max_header_bytes,
+        "connection_limit": settings.connection_limit,
+        "backlog": settings.backlog,
+        "channel_timeout": settings.channel_timeout_s,
+        # How often idle connections are looked for: a few times per timeout.
+        "cleanup_interval": max(1, min(30, settings.channel_timeout_s // 3)),
+        # poll() has no FD_SETSIZE (1024) ceiling on the descriptors it watches; select() has.
+        "asyncore_use_poll": True,
+        "clear_untrusted_proxy_headers": True,
+        "expose_tracebacks": False,
+    }
+
+
+def create_server(app: Any, settings: Settings) -> Any:
+    """A waitress server for ``app`` with the limits of ``settings`` and load shedding."""
+    limiter = InflightLimiter(settings.inflight_limit)
+    dispatcher = SheddingDispatcher(limiter)
+    dispatcher.set_thread_count(settings.threads)
+    try:
+        server = waitress.create_server(app, _dispatcher=dispatcher, **waitress_options(settings))
+    except BaseException:
+        dispatcher.shutdown(timeout=1)
+        raise
+    # One listening socket gives a server, several (a name with IPv4 and IPv6 addresses) a
+    # MultiSocketServer whose map holds them: each accepts into a GuardedChannel.
+    for candidate in [server, *getattr(server, "map", {}).values()]:
+        if isinstance(candidate, BaseWSGIServer):
+            candidate.channel_class = GuardedChannel
+    server.limiter = limiter
+    # waitress warns of its queue depth at every queued request under load; the dispatcher's
+    # periodic "overloaded" warning says what matters instead.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    return server
