@@ -1,0 +1,354 @@
+"""HTTP workloads: the real server (``python -m web``, lmdb, durable) against a bare Falcon app.
+
+Both servers are waitress with the same number of threads and run at the same time as separate
+processes; the load generator alternates between them. Every request of a workload is sent,
+byte for byte, to both: the bare app reads the body and answers a constant JSON document, so the
+ratio is the cost of our routing, parsing, domain rules and storage over a minimal Falcon
+response.
+
+Load generator: Debian's ``wrk`` (``apt-get install wrk``) with 16 connections over 2 threads.
+Requests are generated beforehand in Python and fed to wrk by a Lua script as raw HTTP/1.1
+requests; this is how the signed ingress requests (an HMAC over a timestamp and the body, each
+with a unique message id) reach wrk, whose Lua cannot compute an HMAC. Without wrk (or with
+``--load-generator python``) a small threaded Python generator is used: one thread per
+connection, keep-alive ``http.client`` connections, each request timed. It needs CPU of its own
+(under the GIL) and so saturates sooner than wrk: its ratios understate the gap.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from tools.bench.core import Comparison, Config, Sample, Side, Target, Tmp, p99_ms
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "bench-gateway-secret"
+ROUTE = {"provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "bench-acc",
+         "peerId": "bench-peer"}
+CONVERSATION = {"agentId": "bench-agent", "llmModel": "gpt-bench", "promptTokens": 120,
+                "completionTokens": 80, "promptCost": 0.0012, "completionCost": 0.0024}
+
+WRK_SCRIPT = r"""
+-- Raw HTTP/1.1 requests from a file (separated by NUL bytes); wrk thread k of n sends entries
+-- k, k+n, k+2n ... in turn, wrapping around at the end.
+local counter = 0
+local reqs = {}
+local pos = 0
+
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+end
+
+function init(args)
+  local path, nthreads = args[1], tonumber(args[2])
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("*a")
+  f:close()
+  local i, start = 0, 1
+  while start <= #data do
+    local stop = string.find(data, "\0", start, true) or (#data + 1)
+    if i % nthreads == tid then
+      reqs[#reqs + 1] = string.sub(data, start, stop - 1)
+    end
+    i = i + 1
+    start = stop + 1
+  end
+  if #reqs == 0 then reqs[1] = string.sub(data, 1, (string.find(data, "\0", 1, true) or 0) - 1) end
+end
+
+function request()
+  pos = pos + 1
+  if pos > #reqs then pos = 1 end
+  return reqs[pos]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\n{"requests": %d, "duration_us": %d, "status_errors": %d, "connect_errors": %d, ' ..
+    '"read_errors": %d, "write_errors": %d, "timeouts": %d, "p50_us": %d, "p99_us": %d}\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+# -- servers ---------------------------------------------------------------------------------
+class ServerProcess:
+    """A server started as a child process that prints ``listening on http://...``."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None,
+                 timeout: float = 60.0) -> None:
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        self.log: list[str] = []
+        self.url = ""
+        ready = threading.Event()
+
+        def drain() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                if len(self.log) < 2000:
+                    self.log.append(line)
+                if not self.url:
+                    m = re.search(r"listening on (http://\S+)", line)
+                    if m:
+                        self.url = m.group(1)
+                        ready.set()
+            ready.set()
+
+        self._drain = threading.Thread(target=drain, daemon=True)
+        self._drain.start()
+        if not ready.wait(timeout) or not self.url:
+            self.stop()
+            raise RuntimeError(f"{argv} did not start:\n" + "".join(self.log[-30:]))
+        m = re.match(r"http://([^:/]+):(\d+)", self.url)
+        assert m
+        self.host, self.port = m.group(1), int(m.group(2))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def call(self, method: str, path: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers=headers or {})
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+
+
+def server_env(data_dir: str, provider: str = "lmdb", **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOBYTEUS_", "CHANNEL_"))}
+    env.update(PERSISTENCE_PROVIDER=provider, AUTOBYTEUS_DATA_DIR=data_dir, **extra)
+    return env
+
+
+def start_ours(tmp: Tmp, threads: int) -> ServerProcess:
+    env = server_env(tmp.new("server"), CHANNEL_GATEWAY_SHARED_SECRET=SECRET)
+    return ServerProcess([sys.executable, "-m", "web", "--port", "0", "--threads", str(threads)],
+                         env)
+
+
+def start_bare(threads: int) -> ServerProcess:
+    return ServerProcess([sys.executable, "-m", "tools.bench.bare_app", "--port", "0",
+                          "--threads", str(threads)], dict(os.environ))
+
+
+# -- requests --------------------------------------------------------------------------------
+Request = tuple[str, str, dict[str, str], bytes]  # method, path, headers, body
+
+
+def raw_request(req: Request, host: str) -> bytes:
+    method, path, headers, body = req
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def json_post(path: str, payload: Any) -> Request:
+    return ("POST", path, {"Content-Type": "application/json"}, json.dumps(payload).encode())
+
+
+_run_ids = itertools.count()
+
+
+def ingress_requests(n: int) -> list[Request]:
+    """``n`` signed inbound messages with unique ids, stamped now (valid for 300 s)."""
+    from domains.channel import signing
+
+    run = f"{os.getpid()}-{next(_run_ids)}-{time.time_ns()}"
+    stamp = str(int(time.time()))
+    out = []
+    for i in range(n):
+        body = json.dumps({**ROUTE, "peerType": "USER", "externalMessageId": f"{run}-{i}",
+                           "content": "hello from the benchmark",
+                           "receivedAt": "2026-02-22T10:15:30.123Z"}).encode()
+        out.append(("POST", "/rest/api/channel-ingress/v1/messages", {
+            "Content-Type": "application/json",
+            "x-autobyteus-gateway-timestamp": stamp,
+            "x-autobyteus-gateway-signature": signing.sign(SECRET, stamp, body),
+        }, body))
+    return out
+
+
+# -- load generators -------------------------------------------------------------------------
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def run_wrk(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: str) -> Sample:
+    threads = 2
+    script = os.path.join(workdir, "raw.lua")
+    if not os.path.exists(script):
+        with open(script, "w") as f:
+            f.write(WRK_SCRIPT)
+    reqfile = os.path.join(workdir, "requests.bin")
+    host = f"{server.host}:{server.port}"
+    with open(reqfile, "wb") as f:
+        f.write(b"\0".join(raw_request(r, host) for r in reqs))
+    seconds = max(1, round(cfg.http_seconds))  # wrk takes whole seconds
+    argv = ["wrk", "-t", str(threads), "-c", str(cfg.http_connections), "-d", f"{seconds}s",
+            "--timeout", "10s", "-s", script, server.url, "--", reqfile, str(threads)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=cfg.http_seconds + 60)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
+    r = json.loads(lines[-1])
+    errors = sum(r[k] for k in ("status_errors", "connect_errors", "read_errors",
+                                "write_errors", "timeouts"))
+    if errors > r["requests"] * 0.01:
+        raise RuntimeError(f"wrk saw {errors} errors of {r['requests']} requests: {r}")
+    return Sample({"ops_per_s": r["requests"] / (r["duration_us"] / 1e6),
+                   "p99_ms": r["p99_us"] / 1000.0},
+                  {"requests": r["requests"], "errors": errors, "p50_ms": r["p50_us"] / 1000,
+                   "distinct_requests": len(reqs), "generator": "wrk"})
+
+
+def run_python_load(server: ServerProcess, reqs: list[Request], cfg: Config) -> Sample:
+    """One thread per connection, keep-alive, each request timed."""
+    conns = cfg.http_connections
+    deadline = time.perf_counter() + cfg.http_seconds
+    lats: list[list[float]] = [[] for _ in range(conns)]
+    errors = [0] * conns
+    barrier = threading.Barrier(conns)
+
+    def worker(c: int) -> None:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+        mine = lats[c]
+        pc = time.perf_counter
+        k = c
+        barrier.wait()
+        while True:
+            method, path, headers, body = reqs[k % len(reqs)]
+            k += conns
+            t0 = pc()
+            try:
+                conn.request(method, path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status >= 400:
+                    errors[c] += 1
+            except (OSError, http.client.HTTPException):
+                errors[c] += 1
+                conn.close()
+                conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+            t1 = pc()
+            mine.append(t1 - t0)
+            if t1 >= deadline:
+                break
+        conn.close()
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=worker, args=(c,), daemon=True) for c in range(conns)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    all_lat = [x for lst in lats for x in lst]
+    total_errors = sum(errors)
+    if total_errors > len(all_lat) * 0.01:
+        raise RuntimeError(f"{total_errors} errors of {len(all_lat)} requests")
+    return Sample({"ops_per_s": len(all_lat) / elapsed, "p99_ms": p99_ms(all_lat)},
+                  {"requests": len(all_lat), "errors": total_errors,
+                   "distinct_requests": len(reqs), "generator": "python"})
+
+
+def load(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: str) -> Sample:
+    use_wrk = cfg.load_generator == "wrk" or (cfg.load_generator == "auto" and have_wrk())
+    if use_wrk:
+        return run_wrk(server, reqs, cfg, workdir)
+    return run_python_load(server, reqs, cfg)
+
+
+# -- workloads -------------------------------------------------------------------------------
+def http_workload(kind: str) -> Any:
+    @contextmanager
+    def setup(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
+        with ExitStack() as stack:
+            ours = start_ours(tmp, cfg.http_threads)
+            stack.callback(ours.stop)
+            bare = start_bare(cfg.http_threads)
+            stack.callback(bare.stop)
+            workdir = tmp.new("wrk")
+            if kind == "get_prompt":
+                status, prompt = ours.call("POST", "/rest/api/prompts", {
+                    "name": "bench", "category": "bench",
+                    "promptContent": "You are a helpful assistant. " * 8,
+                    "suitableForModels": "gpt-bench"})
+                assert status == 201, prompt
+                fixed = [("GET", f"/rest/api/prompts/{prompt['id']}", {}, b"")]
+            elif kind == "post_usage":
+                fixed = [json_post("/rest/api/token-usage/conversations", CONVERSATION)]
+            else:
+                status, _ = ours.call("PUT", "/rest/api/channel-bindings",
+                                      {**ROUTE, "targetType": "AGENT", "agentId": "bench-agent"})
+                assert status in (200, 201)
+                fixed = []
+            # Unique messages per run: enough that a run at a few thousand per second does not
+            # wrap around (a wrapped request is a duplicate, answered without a write).
+            per_run = max(2_000, int(cfg.http_seconds * 4_000))
+
+            def requests() -> list[Request]:
+                return fixed or ingress_requests(per_run)
+
+            yield (lambda: load(ours, requests(), cfg, workdir)), \
+                (lambda: load(bare, requests(), cfg, workdir))
+
+    return setup
+
+
+def comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
+    def bind(fn: Any) -> Any:
+        return lambda: fn(cfg, tmp)
+
+    gen = "wrk" if (cfg.load_generator == "wrk" or
+                    (cfg.load_generator == "auto" and have_wrk())) else "python generator"
+    common = f"{cfg.http_connections} connections ({gen}), waitress {cfg.http_threads} threads"
+    p99 = Target("p99_ms", "<=", 2.0)
+    return [
+        Comparison("http_get_prompt", "http", f"GET one prompt, {common}", "server (lmdb)",
+                   "bare Falcon", bind(http_workload("get_prompt")),
+                   [Target("ops_per_s", ">=", 0.8), p99]),
+        Comparison("http_post_usage", "http",
+                   f"POST token-usage conversation, durable lmdb, {common}", "server (lmdb)",
+                   "bare Falcon", bind(http_workload("post_usage")),
+                   [Target("ops_per_s", ">=", 0.6), p99]),
+        Comparison("http_ingress", "http",
+                   f"signed idempotent channel-ingress POST, unique ids, lmdb, {common}",
+                   "server (lmdb)", "bare Falcon", bind(http_workload("ingress")),
+                   [Target("ops_per_s", ">=", 0.5), p99]),
+    ]
