@@ -189,11 +189,15 @@ class PgCluster:
     def stop_server(self, mode: str = "fast") -> None:
         """Stop the server but keep its data, for tests of a database that went away."""
         self._require_managed("stop_server")
-        self._pg_ctl("stop", "-m", mode, "-w", "-t", "60")
+        self._pg_ctl("stop", "-m", mode, "-w", "-t", "60", check=mode == "immediate")
+        if self._server_running():
+            # A fast shutdown writes a checkpoint of every database the tests created; on a
+            # loaded machine that can outlast the wait. Immediate is a crash: start recovers.
+            self._pg_ctl("stop", "-m", "immediate", "-w", "-t", "60")
 
     def start_server(self) -> None:
         self._require_managed("start_server")
-        self._pg_ctl("start", "-w", "-t", "60", "-l", self._path("server.log"))
+        self._pg_ctl("start", "-w", "-t", "180", "-l", self._path("server.log"))
 
     # -- internals -----------------------------------------------------------------------------
     def _path(self, *parts: str) -> str:
