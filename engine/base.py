@@ -15,6 +15,7 @@ the flush that carries its changes succeeded.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -57,6 +58,53 @@ def check_value(value: Any) -> bytes:
             return bytes(value)
         raise errors.InvalidKeyError(f"values are bytes, not {type(value).__name__}")
     return value
+
+
+def out_of_space(directory: str, files: tuple[str, ...] = (), needed: int = 1 << 16) -> str | None:
+    """Why a write that failed in ``directory`` most likely met a full disk; None if it does not
+    look so.
+
+    Some writers report a full disk as a plain I/O error: LMDB counts a short write as EIO, and
+    SQLite reports EFBIG (the file-size limit) as SQLITE_IOERR_WRITE. The store asks here before
+    calling such a failure a durability error: fewer than ``needed`` bytes free on the
+    filesystem, or one of ``files`` within ``needed`` bytes of the process's file-size limit.
+    """
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        pass
+    else:
+        blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserve
+        free = blocks * st.f_frsize
+        if free < needed:
+            return f"{free} bytes free on the filesystem of {directory}"
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not a POSIX system
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY:
+        for name in files:
+            try:
+                size = os.path.getsize(name)
+            except OSError:
+                continue
+            if size + needed > soft:
+                return f"{name} is {size} bytes, at the file-size limit of {soft} bytes"
+    return None
+
+
+def unwritable(directory: str) -> str | None:
+    """Why this process cannot write in ``directory`` (a read-only filesystem or missing
+    permission); None if it can, or if that cannot be told."""
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return f"{directory} is on a read-only filesystem"
+    except OSError:
+        return None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{directory} is not writable by this user"
+    return None
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

@@ -22,11 +22,13 @@ set_mapsize(0) when a transaction reports MapResizedError.
 
 from __future__ import annotations
 
+import collections
 import errno
 import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +37,7 @@ import lmdb
 from engine import errors
 from engine.base import (
     _MISSING,
+    MAX_KEY_SIZE,
     BatchingStore,
     Transaction,
     WriteSet,
@@ -43,6 +46,7 @@ from engine.base import (
     check_limit,
     check_metadata,
     metadata_record,
+    out_of_space,
     scan_bounds,
 )
 
@@ -88,23 +92,35 @@ def _wrap(exc: BaseException, action: str) -> errors.EngineError:
 
 
 class _ReaderGate:
-    """Counts this process's open read transactions so the map can be resized between them."""
+    """Counts this process's open read transactions so the map can be resized between them.
+
+    Every point read passes through here, so entering and leaving take no lock: the count is the
+    length of a deque, whose append and pop are atomic. A reader counts itself in, then looks at
+    ``_resizing``; the resizer sets ``_resizing`` first, then waits for the count to reach zero.
+    Whichever order the two interleave in, no reader works on the map while it is resized: a
+    reader that saw ``_resizing`` unset was already counted, and one that sees it set counts
+    itself out again and waits for the resize to end.
+    """
 
     def __init__(self) -> None:
+        self._active: collections.deque[None] = collections.deque()
         self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
         self._resizing = False
 
     def enter(self) -> None:
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._readers += 1
+        active = self._active
+        active.append(None)
+        if self._resizing:
+            active.pop()
+            with self._cond:
+                while self._resizing:
+                    self._cond.wait()
+                active.append(None)
 
     def leave(self) -> None:
-        with self._cond:
-            self._readers -= 1
-            if self._readers == 0 and self._resizing:
+        self._active.pop()
+        if self._resizing:
+            with self._cond:
                 self._cond.notify_all()
 
     def exclusive(self, fn: Any, timeout: float = 30.0) -> None:
@@ -112,11 +128,17 @@ class _ReaderGate:
             self._resizing = True
             try:
                 # A thread that holds a read transaction while it waits for a write would wait
-                # for us forever: give up rather than deadlock, failing this one write.
-                if not self._cond.wait_for(lambda: self._readers == 0, timeout):
-                    raise errors.StoreFullError(
-                        "the LMDB map is full and could not grow: read transactions stayed open"
-                    )
+                # for us forever: give up rather than deadlock, failing this one write. (The
+                # short wait bounds a missed wake-up: a reader may leave between our check and
+                # our wait without taking the lock.)
+                deadline = time.monotonic() + timeout
+                while self._active:
+                    if time.monotonic() >= deadline:
+                        raise errors.StoreFullError(
+                            "the LMDB map is full and could not grow: read transactions stayed "
+                            "open"
+                        )
+                    self._cond.wait(0.005)
                 fn()
             finally:
                 self._resizing = False
@@ -152,21 +174,39 @@ def _scan_db(
 
 
 class LmdbReadTransaction(Transaction):
+    """A read transaction: one LMDB read transaction (a snapshot) on the data database.
+
+    Point reads are the hottest path of the server, so this class keeps the per-operation work to
+    what correctness needs: the reader gate, LMDB's begin / get / abort, and the key check."""
+
     write = False
+    __slots__ = ("_store", "_txn", "_data", "_closed")
 
     def __init__(self, store: LmdbStore) -> None:
+        self._closed = False
         self._store = store
-        store._gate.enter()
+        self._data = store._data
+        gate = store._gate
+        # gate.enter(), inlined: the common case is an append and a flag test.
+        gate._active.append(None)
+        if gate._resizing:
+            gate._active.pop()
+            gate.enter()
         try:
-            self._txn = store._begin_lmdb_read()
-        except BaseException:
-            store._gate.leave()
-            raise
+            self._txn = store._env.begin()
+        except lmdb.Error:
+            try:
+                self._txn = store._begin_lmdb_read()  # the map was resized, or the error wrapped
+            except BaseException:
+                gate.leave()
+                raise
 
     def get(self, key: bytes) -> bytes | None:
         if self._closed:
             raise errors.TransactionClosedError("the transaction is already closed")
-        return self._txn.get(_KEY_PREFIX + check_key(key), db=self._store._data)  # type: ignore[no-any-return]
+        if type(key) is not bytes or len(key) > MAX_KEY_SIZE:
+            key = check_key(key)
+        return self._txn.get(_KEY_PREFIX + key, db=self._data)  # type: ignore[no-any-return]
 
     def scan(
         self,
@@ -196,6 +236,17 @@ class LmdbReadTransaction(Transaction):
 
     commit = _end
     abort = _end
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # Commit and abort are the same for a reader: _end() inlined, without the base class's
+        # dispatch.
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._txn.abort()
+        finally:
+            self._store._gate.leave()
 
     def __del__(self) -> None:
         # A forgotten read transaction would pin the reader gate (and LMDB's old pages) forever.
@@ -456,7 +507,16 @@ class LmdbStore(BatchingStore):
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
             except lmdb.Error as exc:
-                raise _wrap(exc, "committing") from exc
+                error = _wrap(exc, "committing")
+                if isinstance(error, errors.DurabilityError):
+                    # LMDB reports a short write (the disk filled up, or the file reached the
+                    # file-size limit, mid-page) as EIO: tell a full disk from a failing one.
+                    payload = sum(len(k) + len(v or b"") for k, v in changes.items())
+                    reason = out_of_space(self.path, (os.path.join(self.path, "data.mdb"),),
+                                          needed=max(1 << 16, 2 * payload))
+                    if reason is not None:
+                        error = errors.StoreFullError(f"committing: {reason} ({exc})")
+                raise error from exc
         raise errors.StoreFullError("the LMDB map could not be grown enough for this write")
 
     def _batch_abort(self, handle: _LmdbBatch) -> None:

@@ -72,7 +72,9 @@ from engine.base import (
     check_metadata,
     check_value,
     metadata_record,
+    out_of_space,
     scan_bounds,
+    unwritable,
 )
 
 SQLITE_FILENAME = "store.sqlite3"
@@ -439,6 +441,15 @@ class SqliteStore(BatchingStore):
                     self._writer_conn = self._writer_engine.connect()
                     self._init_schema(self._writer_conn, create)
                 self._metadata = self._load_metadata()
+        except errors.EngineError as exc:
+            self._dispose()
+            reason = None if readonly else unwritable(path)
+            if reason is not None:
+                # SQLite says only "unable to open database file": name the file and the cause.
+                raise errors.ReadOnlyError(
+                    f"cannot open {self.filename} for writing: {reason}"
+                ) from exc
+            raise
         except BaseException:
             self._dispose()
             raise
@@ -632,20 +643,44 @@ class SqliteStore(BatchingStore):
 
         return _scan_pages(execute, lo, hi, reverse, None)
 
+    def _full_disk(self, exc: errors.EngineError) -> errors.EngineError:
+        """SQLite reports EFBIG (the file-size limit) as SQLITE_IOERR_WRITE, not SQLITE_FULL:
+        a write error where the disk or the limit is exhausted is a full store."""
+        orig = exc.__cause__
+        if isinstance(orig, sa_exc.DBAPIError):
+            orig = orig.orig
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is None or code & 0xFF != _SQLITE_IOERR or code in (
+            _SQLITE_IOERR_FSYNC, _SQLITE_IOERR_DIR_FSYNC
+        ):
+            return exc
+        reason = out_of_space(self.path, (self.filename, self.filename + "-wal"))
+        if reason is None:
+            return exc
+        full = errors.StoreFullError(f"{exc}: {reason}")
+        full.__cause__ = exc.__cause__
+        return full
+
     def _batch_apply(self, handle: Connection, writes: dict[bytes, bytes | None]) -> None:
         puts = [{"key": k, "value": v} for k, v in writes.items() if v is not None]
         deletes = [{"k": k} for k, v in writes.items() if v is None]
-        with _driver_errors():
-            self._require_transaction(handle)
-            if puts:
-                handle.execute(_SQLITE_UPSERT, puts)
-            if deletes:
-                handle.execute(_DELETE, deletes)
+        try:
+            with _driver_errors():
+                self._require_transaction(handle)
+                if puts:
+                    handle.execute(_SQLITE_UPSERT, puts)
+                if deletes:
+                    handle.execute(_DELETE, deletes)
+        except errors.EngineError as exc:
+            raise self._full_disk(exc) from exc.__cause__
 
     def _batch_commit(self, handle: Connection) -> None:
-        with _driver_errors():
-            self._require_transaction(handle)
-            handle.commit()
+        try:
+            with _driver_errors():
+                self._require_transaction(handle)
+                handle.commit()
+        except errors.EngineError as exc:
+            raise self._full_disk(exc) from exc.__cause__
 
     def _batch_abort(self, handle: Connection) -> None:
         with _driver_errors():
