@@ -5,7 +5,7 @@ accountId, peerId, threadId with ``""`` for no thread; times are epoch milliseco
 
     ("c", "channel_bindings", "r", id)                               -> codec bytes
     ("c", "channel_bindings", "u", "route", *route)                  -> id   one target per route
-    ("c", "channel_bindings", "o", "recent", -updatedMs, id)         list: newest updatedAt first
+    ("c", "channel_bindings", "o", "recent", -updatedMs, -id, id)    list: newest updatedAt first
 
     ("c", "channel_receipts", "r", id)                               -> codec bytes
     ("c", "channel_receipts", "u", "message", *route, externalMessageId) -> id
@@ -56,7 +56,8 @@ BINDINGS = Collection(
     "channel_bindings",
     codec.decoder(Binding),
     unique=[UniqueIndex("route", lambda b: b.route.as_tuple())],
-    ordered=[OrderedIndex("recent", lambda b: (-to_millis(b.updated_at),))],
+    # Ties within one millisecond go to the newer binding (higher id), as "newest first" means.
+    ordered=[OrderedIndex("recent", lambda b: (-to_millis(b.updated_at), -int(b.id)))],
 )
 
 
