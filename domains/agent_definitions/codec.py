@@ -7,14 +7,9 @@ their camelCase JSON plus a format version, ``{"v": 1, ...}``, upgraded on read 
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from domains.agent_definitions.models import (
     LIST_FIELDS,
@@ -22,10 +17,9 @@ from domains.agent_definitions.models import (
     AgentDefinitionDetail,
     PromptMapping,
 )
+from domains.codec_support import camel, make_converter, register_camel
 from domains.common import (
-    format_timestamp,
     optional_text,
-    parse_timestamp,
     reject_unknown_fields,
     require_object,
     required_text,
@@ -42,24 +36,9 @@ class RecordFormatError(ValueError):
     """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _register_camel(conv: cattrs.Converter, cls: type) -> None:
-    renames: dict[str, Any] = {
-        a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)
-    }
-    conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
-    conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))
-
-
-converter = cattrs.Converter()
-converter.register_unstructure_hook(_dt.datetime, format_timestamp)
-converter.register_structure_hook(_dt.datetime, lambda v, _: parse_timestamp(v, "timestamp"))
-_register_camel(converter, AgentDefinition)
-_register_camel(converter, PromptMapping)
+converter = make_converter()
+register_camel(converter, AgentDefinition)
+register_camel(converter, PromptMapping)
 
 _DEFINITION_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 _MAPPING_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -117,7 +96,7 @@ def mapping_from_bytes(raw: bytes) -> PromptMapping:
 
 
 # -- request bodies -----------------------------------------------------------------------------
-_LIST_JSON = tuple(_camel(f) for f in LIST_FIELDS)
+_LIST_JSON = tuple(camel(f) for f in LIST_FIELDS)
 CREATE_FIELDS = ("name", "role", "description", "avatarUrl", *_LIST_JSON, *MAPPING_FIELDS)
 PATCH_FIELDS = CREATE_FIELDS
 READ_ONLY_FIELDS = ("id", "createdAt", "updatedAt")

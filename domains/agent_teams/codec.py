@@ -8,20 +8,14 @@ names unique, the coordinator among the nodes) are checked by :func:`check_team`
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-
 from domains.agent_teams.models import REFERENCE_TYPES, AgentTeamDefinition, TeamNode
+from domains.codec_support import make_converter, register_camel
 from domains.common import (
-    format_timestamp,
     optional_text,
-    parse_timestamp,
     reject_unknown_fields,
     require_object,
     required_text,
@@ -35,24 +29,9 @@ class RecordFormatError(ValueError):
     """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _register_camel(conv: cattrs.Converter, cls: type) -> None:
-    renames: dict[str, Any] = {
-        a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)
-    }
-    conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
-    conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **renames))
-
-
-converter = cattrs.Converter()
-converter.register_unstructure_hook(_dt.datetime, format_timestamp)
-converter.register_structure_hook(_dt.datetime, lambda v, _: parse_timestamp(v, "timestamp"))
-_register_camel(converter, TeamNode)
-_register_camel(converter, AgentTeamDefinition)
+converter = make_converter()
+register_camel(converter, TeamNode)
+register_camel(converter, AgentTeamDefinition)
 
 _UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 

@@ -7,20 +7,17 @@ ISO-8601 millisecond ``Z`` timestamps; stored bytes are that JSON plus ``{"v": 1
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from collections.abc import Callable
 from typing import Any
 
 import attrs
-import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from domains.artifacts.models import TYPES, Artifact, infer_type
+from domains.codec_support import camel, make_converter
 from domains.common import (
-    format_timestamp,
     optional_text,
-    parse_timestamp,
     reject_unknown_fields,
     require_object,
     required_text,
@@ -36,14 +33,7 @@ class RecordFormatError(ValueError):
     """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-converter = cattrs.Converter()
-converter.register_unstructure_hook(_dt.datetime, format_timestamp)
-converter.register_structure_hook(_dt.datetime, lambda v, _: parse_timestamp(v, "timestamp"))
+converter = make_converter()
 _renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(Artifact)}
 converter.register_unstructure_hook(
     Artifact, make_dict_unstructure_fn(Artifact, converter, **_renames)

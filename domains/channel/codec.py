@@ -12,13 +12,11 @@ not know (domains.md 7.3); every other body rejects them.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
-import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from domains.channel.models import (
@@ -31,8 +29,8 @@ from domains.channel.models import (
     Receipt,
     Route,
 )
+from domains.codec_support import camel, make_converter
 from domains.common import (
-    format_timestamp,
     parse_timestamp,
     reject_unknown_fields,
     require_object,
@@ -49,18 +47,11 @@ class RecordFormatError(ValueError):
     """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-converter = cattrs.Converter()
-converter.register_unstructure_hook(_dt.datetime, format_timestamp)
-converter.register_structure_hook(_dt.datetime, lambda v, _: parse_timestamp(v, "timestamp"))
+converter = make_converter()
 
 
 def _register(cls: type) -> None:
-    renames = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
+    renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
     unstructure: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
         cls, converter, **renames  # type: ignore[arg-type]
     )

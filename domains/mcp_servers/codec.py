@@ -12,20 +12,17 @@ a camelCase dict, so a PUT and an import entry obey exactly the same rules (doma
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from domains.codec_support import camel, make_converter
 from domains.common import (
-    format_timestamp,
     optional_text,
-    parse_timestamp,
     reject_unknown_fields,
     require_object,
     string_list,
@@ -56,14 +53,7 @@ class RecordFormatError(ValueError):
     """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-converter = cattrs.Converter()
-converter.register_unstructure_hook(_dt.datetime, format_timestamp)
-converter.register_structure_hook(_dt.datetime, lambda v, _: parse_timestamp(v, "timestamp"))
+converter = make_converter()
 for _cls in CLASS_OF_TRANSPORT.values():
     _renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(_cls)}
     converter.register_unstructure_hook(_cls, make_dict_unstructure_fn(_cls, converter, **_renames))

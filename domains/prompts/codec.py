@@ -8,19 +8,13 @@ format can be introduced without rewriting the store.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-
+from domains.codec_support import make_converter, register_camel
 from domains.common import (
-    format_timestamp,
     optional_text,
-    parse_timestamp,
     reject_unknown_fields,
     require_object,
     required_text,
@@ -35,26 +29,9 @@ class RecordFormatError(ValueError):
     """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _register_camel(conv: cattrs.Converter, cls: type) -> None:
-    renames: dict[str, Any] = {
-        a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)
-    }
-    conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **renames))
-    conv.register_structure_hook(
-        cls, make_dict_structure_fn(cls, conv, **renames)
-    )
-
-
-converter = cattrs.Converter()
-converter.register_unstructure_hook(_dt.datetime, format_timestamp)
-converter.register_structure_hook(_dt.datetime, lambda v, _: parse_timestamp(v, "timestamp"))
-_register_camel(converter, Prompt)
-_register_camel(converter, CategoryNames)
+converter = make_converter()
+register_camel(converter, Prompt)
+register_camel(converter, CategoryNames)
 
 #: Upgrades of stored documents: version n -> a function turning a version-n document into n+1.
 _UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -143,8 +120,3 @@ def _reject_read_only(body: Mapping[str, Any], fields: tuple[str, ...]) -> None:
     for name in fields:
         if name in body:
             raise ValidationError(f"{name} cannot be changed", field=name, code="READ_ONLY_FIELD")
-
-
-def camel(name: str) -> str:
-    """The JSON name of a model attribute (for error fields)."""
-    return _camel(name)

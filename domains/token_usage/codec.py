@@ -8,7 +8,6 @@ n}``, so the records and the roll-ups built from them agree to the last unit.
 
 from __future__ import annotations
 
-import datetime as _dt
 import decimal
 import json
 import math
@@ -16,13 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from domains.codec_support import camel, make_converter
 from domains.common import (
-    format_timestamp,
     optional_text,
-    parse_timestamp,
     reject_unknown_fields,
     require_object,
     required_text,
@@ -52,14 +49,7 @@ class RecordFormatError(ValueError):
     """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-converter = cattrs.Converter()
-converter.register_unstructure_hook(_dt.datetime, format_timestamp)
-converter.register_structure_hook(_dt.datetime, lambda v, _: parse_timestamp(v, "timestamp"))
+converter = make_converter()
 _renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(TokenUsageRecord)}
 converter.register_unstructure_hook(
     TokenUsageRecord, make_dict_unstructure_fn(TokenUsageRecord, converter, **_renames)
