@@ -7,6 +7,8 @@ only holds the pieces they would otherwise each write again.
 from __future__ import annotations
 
 import datetime as _dt
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -41,3 +43,30 @@ def register_camel(converter: cattrs.Converter, cls: type) -> None:
     renames = camel_renames(cls)
     converter.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, converter, **renames))
     converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **renames))
+
+
+class RecordFormatError(ValueError):
+    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
+
+
+def dump_envelope(doc: Mapping[str, Any], version: int) -> bytes:
+    """A record's JSON form with its format version, ``{"v": n, ...}``, as compact UTF-8."""
+    return json.dumps({"v": version, **doc}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def load_envelope(
+    raw: bytes, what: str, version: int, upgrades: Mapping[int, Callable[[dict], dict]]
+) -> dict[str, Any]:
+    """The JSON form stored by :func:`dump_envelope`, upgraded from older format versions
+    (``upgrades[n]`` turns a version-n document into n+1) to ``version``."""
+    try:
+        doc = json.loads(raw)
+        found = doc.pop("v")
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise RecordFormatError(f"not a stored {what}: {exc}") from None
+    if not isinstance(found, int) or not 1 <= found <= version:
+        raise RecordFormatError(f"{what} format version {found!r} is not one this code reads")
+    while found < version:
+        doc = upgrades[found](doc)
+        found += 1
+    return doc

@@ -7,7 +7,6 @@ their camelCase JSON plus a format version, ``{"v": 1, ...}``, upgraded on read 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +16,14 @@ from domains.agent_definitions.models import (
     AgentDefinitionDetail,
     PromptMapping,
 )
-from domains.codec_support import camel, make_converter, register_camel
+from domains.codec_support import RecordFormatError as RecordFormatError
+from domains.codec_support import (
+    camel,
+    dump_envelope,
+    load_envelope,
+    make_converter,
+    register_camel,
+)
 from domains.common import (
     optional_text,
     reject_unknown_fields,
@@ -32,8 +38,6 @@ FORMAT_VERSION = 1
 MAPPING_FIELDS = ("systemPromptCategory", "systemPromptName")
 
 
-class RecordFormatError(ValueError):
-    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
 converter = make_converter()
@@ -45,22 +49,11 @@ _MAPPING_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 def _dump(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps({"v": FORMAT_VERSION, **doc}, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return dump_envelope(doc, FORMAT_VERSION)
 
 
 def _load(raw: bytes, what: str, upgrades: Mapping[int, Callable]) -> dict[str, Any]:
-    try:
-        doc = json.loads(raw)
-        version = doc.pop("v")
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise RecordFormatError(f"not a stored {what}: {exc}") from None
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise RecordFormatError(f"{what} format version {version!r} is not one this code reads")
-    while version < FORMAT_VERSION:
-        doc = upgrades[version](doc)
-        version += 1
-    return doc
+    return load_envelope(raw, what, FORMAT_VERSION, upgrades)
 
 
 # -- records ------------------------------------------------------------------------------------

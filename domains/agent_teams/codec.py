@@ -8,12 +8,17 @@ names unique, the coordinator among the nodes) are checked by :func:`check_team`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from domains.agent_teams.models import REFERENCE_TYPES, AgentTeamDefinition, TeamNode
-from domains.codec_support import make_converter, register_camel
+from domains.codec_support import RecordFormatError as RecordFormatError
+from domains.codec_support import (
+    dump_envelope,
+    load_envelope,
+    make_converter,
+    register_camel,
+)
 from domains.common import (
     optional_text,
     reject_unknown_fields,
@@ -25,8 +30,6 @@ from domains.errors import ValidationError
 FORMAT_VERSION = 1
 
 
-class RecordFormatError(ValueError):
-    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
 converter = make_converter()
@@ -42,21 +45,11 @@ def to_json(team: AgentTeamDefinition) -> dict[str, Any]:
 
 
 def to_bytes(team: AgentTeamDefinition) -> bytes:
-    doc = {"v": FORMAT_VERSION, **to_json(team)}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return dump_envelope(to_json(team), FORMAT_VERSION)
 
 
 def from_bytes(raw: bytes) -> AgentTeamDefinition:
-    try:
-        doc = json.loads(raw)
-        version = doc.pop("v")
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise RecordFormatError(f"not a stored team definition: {exc}") from None
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise RecordFormatError(f"team format version {version!r} is not one this code reads")
-    while version < FORMAT_VERSION:
-        doc = _UPGRADES[version](doc)
-        version += 1
+    doc = load_envelope(raw, "team definition", FORMAT_VERSION, _UPGRADES)
     return converter.structure(doc, AgentTeamDefinition)
 
 

@@ -7,7 +7,6 @@ ISO-8601 millisecond ``Z`` timestamps; stored bytes are that JSON plus ``{"v": 1
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,13 @@ import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from domains.artifacts.models import TYPES, Artifact, infer_type
-from domains.codec_support import camel, make_converter
+from domains.codec_support import RecordFormatError as RecordFormatError
+from domains.codec_support import (
+    camel,
+    dump_envelope,
+    load_envelope,
+    make_converter,
+)
 from domains.common import (
     optional_text,
     reject_unknown_fields,
@@ -29,8 +34,6 @@ FORMAT_VERSION = 1
 MAX_AGENT_ID_BYTES = 255
 
 
-class RecordFormatError(ValueError):
-    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
 converter = make_converter()
@@ -48,22 +51,11 @@ def to_json(artifact: Artifact) -> dict[str, Any]:
 
 
 def to_bytes(artifact: Artifact) -> bytes:
-    doc = {"v": FORMAT_VERSION, **to_json(artifact)}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return dump_envelope(to_json(artifact), FORMAT_VERSION)
 
 
 def from_bytes(raw: bytes) -> Artifact:
-    try:
-        doc = json.loads(raw)
-        version = doc.pop("v")
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise RecordFormatError(f"not a stored artifact: {exc}") from None
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise RecordFormatError(f"artifact format version {version!r} is not one this code reads")
-    while version < FORMAT_VERSION:
-        doc = _UPGRADES[version](doc)
-        version += 1
-    return converter.structure(doc, Artifact)
+    return converter.structure(load_envelope(raw, "artifact", FORMAT_VERSION, _UPGRADES), Artifact)
 
 
 CREATE_FIELDS = ("agentId", "path", "type", "workspaceRoot", "url")

@@ -12,7 +12,6 @@ not know (domains.md 7.3); every other body rejects them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -29,7 +28,13 @@ from domains.channel.models import (
     Receipt,
     Route,
 )
-from domains.codec_support import camel, make_converter
+from domains.codec_support import RecordFormatError as RecordFormatError
+from domains.codec_support import (
+    camel,
+    dump_envelope,
+    load_envelope,
+    make_converter,
+)
 from domains.common import (
     parse_timestamp,
     reject_unknown_fields,
@@ -43,8 +48,6 @@ FORMAT_VERSION = 1
 _ROUTE_FIELDS = ("provider", "transport", "accountId", "peerId", "threadId")
 
 
-class RecordFormatError(ValueError):
-    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
 converter = make_converter()
@@ -112,21 +115,11 @@ def route_json(route: Route) -> dict[str, Any]:
 
 
 def to_bytes(record: Any) -> bytes:
-    doc = {"v": FORMAT_VERSION, **to_json(record)}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return dump_envelope(to_json(record), FORMAT_VERSION)
 
 
 def from_bytes(cls: type[T], raw: bytes) -> T:
-    try:
-        doc = json.loads(raw)
-        version = doc.pop("v")
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise RecordFormatError(f"not a stored {cls.__name__}: {exc}") from None
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise RecordFormatError(f"{cls.__name__} format version {version!r} is not one we read")
-    while version < FORMAT_VERSION:
-        doc = _UPGRADES[cls][version](doc)
-        version += 1
+    doc = load_envelope(raw, cls.__name__, FORMAT_VERSION, _UPGRADES.get(cls, {}))
     return converter.structure(doc, cls)
 
 

@@ -12,7 +12,6 @@ a camelCase dict, so a PUT and an import entry obey exactly the same rules (doma
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,7 +19,13 @@ from typing import Any
 import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from domains.codec_support import camel, make_converter
+from domains.codec_support import (
+    RecordFormatError,
+    camel,
+    dump_envelope,
+    load_envelope,
+    make_converter,
+)
 from domains.common import (
     optional_text,
     reject_unknown_fields,
@@ -49,8 +54,6 @@ FORMAT_VERSION = 1
 MAX_SERVER_ID_BYTES = 128
 
 
-class RecordFormatError(ValueError):
-    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
 converter = make_converter()
@@ -97,23 +100,13 @@ def import_result_to_json(result: ImportResult) -> dict[str, Any]:
 
 
 def to_bytes(server: McpServer) -> bytes:
-    doc = {"v": FORMAT_VERSION, **to_json(server)}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return dump_envelope(to_json(server), FORMAT_VERSION)
 
 
 def from_bytes(raw: bytes) -> McpServer:
-    try:
-        doc = json.loads(raw)
-        version = doc.pop("v")
-        transport = doc.pop("transportType")
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise RecordFormatError(f"not a stored MCP server configuration: {exc}") from None
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise RecordFormatError(f"MCP server format version {version!r} is not one this code reads")
-    while version < FORMAT_VERSION:
-        doc = _UPGRADES[version](doc)
-        version += 1
-    cls = CLASS_OF_TRANSPORT.get(transport)
+    doc = load_envelope(raw, "MCP server configuration", FORMAT_VERSION, _UPGRADES)
+    transport = doc.pop("transportType", None)
+    cls = CLASS_OF_TRANSPORT.get(transport) if isinstance(transport, str) else None
     if cls is None:
         raise RecordFormatError(f"unknown transport type {transport!r} in a stored configuration")
     return converter.structure(doc, cls)

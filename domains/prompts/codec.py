@@ -8,11 +8,16 @@ format can be introduced without rewriting the store.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from domains.codec_support import make_converter, register_camel
+from domains.codec_support import RecordFormatError as RecordFormatError
+from domains.codec_support import (
+    dump_envelope,
+    load_envelope,
+    make_converter,
+    register_camel,
+)
 from domains.common import (
     optional_text,
     reject_unknown_fields,
@@ -25,8 +30,6 @@ from domains.prompts.models import CategoryNames, Prompt, canonical_models
 FORMAT_VERSION = 1
 
 
-class RecordFormatError(ValueError):
-    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
 converter = make_converter()
@@ -47,22 +50,11 @@ def categories_to_json(entries: list[CategoryNames]) -> list[dict[str, Any]]:
 
 
 def to_bytes(prompt: Prompt) -> bytes:
-    doc = {"v": FORMAT_VERSION, **to_json(prompt)}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return dump_envelope(to_json(prompt), FORMAT_VERSION)
 
 
 def from_bytes(raw: bytes) -> Prompt:
-    try:
-        doc = json.loads(raw)
-        version = doc.pop("v")
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise RecordFormatError(f"not a stored prompt: {exc}") from None
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise RecordFormatError(f"prompt format version {version!r} is not one this code reads")
-    while version < FORMAT_VERSION:
-        doc = _UPGRADES[version](doc)
-        version += 1
-    return converter.structure(doc, Prompt)
+    return converter.structure(load_envelope(raw, "prompt", FORMAT_VERSION, _UPGRADES), Prompt)
 
 
 # -- request bodies -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ n}``, so the records and the roll-ups built from them agree to the last unit.
 from __future__ import annotations
 
 import decimal
-import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,7 +16,13 @@ from typing import Any
 import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from domains.codec_support import camel, make_converter
+from domains.codec_support import RecordFormatError as RecordFormatError
+from domains.codec_support import (
+    camel,
+    dump_envelope,
+    load_envelope,
+    make_converter,
+)
 from domains.common import (
     optional_text,
     reject_unknown_fields,
@@ -45,8 +50,6 @@ MAX_COST = 1e12
 MAX_TOKENS = 2**53
 
 
-class RecordFormatError(ValueError):
-    """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
 converter = make_converter()
@@ -93,23 +96,11 @@ def total_cost_to_json(total: float) -> dict[str, Any]:
 
 
 def to_bytes(record: TokenUsageRecord) -> bytes:
-    doc = {"v": FORMAT_VERSION, **converter.unstructure(record, TokenUsageRecord)}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return dump_envelope(converter.unstructure(record, TokenUsageRecord), FORMAT_VERSION)
 
 
 def from_bytes(raw: bytes) -> TokenUsageRecord:
-    try:
-        doc = json.loads(raw)
-        version = doc.pop("v")
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise RecordFormatError(f"not a stored token usage record: {exc}") from None
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise RecordFormatError(
-            f"token usage format version {version!r} is not one this code reads"
-        )
-    while version < FORMAT_VERSION:
-        doc = _UPGRADES[version](doc)
-        version += 1
+    doc = load_envelope(raw, "token usage record", FORMAT_VERSION, _UPGRADES)
     return converter.structure(doc, TokenUsageRecord)
 
 
