@@ -158,6 +158,10 @@ def check_metadata(meta: dict[str, Any], provider: str, where: str) -> None:
 class Transaction(ABC):
     """A transaction: use it as a context manager, or call commit() / abort() yourself."""
 
+    # No instance dict of its own: a subclass with __slots__ (the lmdb reader, made once per
+    # point read) then has none at all. Subclasses without __slots__ get one as usual.
+    __slots__ = ()
+
     write: bool = False
     _closed: bool = False
 

@@ -94,64 +94,64 @@ def _wrap(exc: BaseException, action: str) -> errors.EngineError:
 class _ReaderGate:
     """Counts this process's open read transactions so the map can be resized between them.
 
-    Every point read passes through here, so entering and leaving take no lock: the count is the
-    length of a deque, whose append and pop are atomic. A reader counts itself in, then looks at
-    ``_resizing``; the resizer sets ``_resizing`` first, then waits for the count to reach zero.
-    Whichever order the two interleave in, no reader works on the map while it is resized: a
-    reader that saw ``_resizing`` unset was already counted, and one that sees it set counts
-    itself out again and waits for the resize to end.
+    Every point read passes through here, so being counted takes no lock and no call: a reader is
+    counted while it holds a reference to ``token``, and the count is the token's reference count
+    beyond the gate's own. A reader takes the reference, then looks at ``resizing``; the resizer
+    sets ``resizing`` first, then waits for the count to reach zero. Whichever order the two
+    interleave in, no reader works on the map while it is resized: a reader that saw
+    ``resizing`` unset was already counted, and one that sees it set drops its reference and
+    waits for the resize to end.
+
+    Counting references rather than calls to enter/leave means a read transaction that its
+    caller forgot to close stops counting when the object is freed, without a ``__del__`` on the
+    hot path: it cannot pin the gate (and stop the map from ever growing again).
     """
 
     def __init__(self) -> None:
-        self._active: collections.deque[None] = collections.deque()
+        self.token = object()
+        self._own_refs = sys.getrefcount(self.token)
         self._cond = threading.Condition(threading.Lock())
-        self._resizing = False
+        self.resizing = False
 
-    def enter(self) -> None:
-        active = self._active
-        active.append(None)
-        if self._resizing:
-            active.pop()
-            with self._cond:
-                while self._resizing:
-                    self._cond.wait()
-                active.append(None)
+    def readers(self) -> int:
+        """How many read transactions of this process hold the token now."""
+        return sys.getrefcount(self.token) - self._own_refs
 
-    def leave(self) -> None:
-        self._active.pop()
-        if self._resizing:
-            with self._cond:
-                self._cond.notify_all()
+    def wait_resize(self) -> None:
+        """Block while a resize is under way (called by a reader that is not counted)."""
+        with self._cond:
+            while self.resizing:
+                self._cond.wait()
 
     def exclusive(self, fn: Any, timeout: float = 30.0) -> None:
         with self._cond:
-            self._resizing = True
+            self.resizing = True
             try:
                 # A thread that holds a read transaction while it waits for a write would wait
-                # for us forever: give up rather than deadlock, failing this one write. (The
-                # short wait bounds a missed wake-up: a reader may leave between our check and
-                # our wait without taking the lock.)
+                # for us forever: give up rather than deadlock, failing this one write. Readers
+                # leave without telling anyone (dropping a reference), hence the short polls.
                 deadline = time.monotonic() + timeout
-                while self._active:
+                while self.readers():
                     if time.monotonic() >= deadline:
                         raise errors.StoreFullError(
                             "the LMDB map is full and could not grow: read transactions stayed "
                             "open"
                         )
-                    self._cond.wait(0.005)
+                    self._cond.wait(0.002)
                 fn()
             finally:
-                self._resizing = False
+                self.resizing = False
                 self._cond.notify_all()
 
 
 def _scan_db(
-    txn: lmdb.Transaction, db: Any, lo: bytes, hi: bytes | None, reverse: bool
+    txn: lmdb.Transaction, lo: bytes, hi: bytes | None, reverse: bool
 ) -> Iterator[tuple[bytes, bytes]]:
-    """Pairs of [lo, hi) from an LMDB transaction, in key order, without the key prefix."""
+    """Pairs of [lo, hi) from an LMDB transaction begun on the data database, in key order,
+    without the key prefix."""
     plo = _KEY_PREFIX + lo
     phi = _KEY_PREFIX + hi if hi is not None else None
-    with txn.cursor(db=db) as cur:
+    with txn.cursor() as cur:
         if not reverse:
             if not cur.set_range(plo):
                 return
@@ -176,37 +176,30 @@ def _scan_db(
 class LmdbReadTransaction(Transaction):
     """A read transaction: one LMDB read transaction (a snapshot) on the data database.
 
-    Point reads are the hottest path of the server, so this class keeps the per-operation work to
-    what correctness needs: the reader gate, LMDB's begin / get / abort, and the key check."""
+    Point reads are the hottest path of the server, so the per-operation work is kept to what
+    correctness needs: being counted by the reader gate, LMDB's begin / get / abort, and the key
+    check. Instances are made by :meth:`LmdbStore.begin` (no ``__init__``, which would cost a
+    Python call per read); ``_token`` is None once the transaction is closed.
+    """
 
     write = False
-    __slots__ = ("_store", "_txn", "_data", "_closed")
+    # _txn before _token: when a forgotten transaction is freed, its slots are cleared in this
+    # order, so the LMDB transaction is aborted before the gate stops counting it.
+    __slots__ = ("_txn", "_token")
 
-    def __init__(self, store: LmdbStore) -> None:
-        self._closed = False
-        self._store = store
-        self._data = store._data
-        gate = store._gate
-        # gate.enter(), inlined: the common case is an append and a flag test.
-        gate._active.append(None)
-        if gate._resizing:
-            gate._active.pop()
-            gate.enter()
-        try:
-            self._txn = store._env.begin()
-        except lmdb.Error:
-            try:
-                self._txn = store._begin_lmdb_read()  # the map was resized, or the error wrapped
-            except BaseException:
-                gate.leave()
-                raise
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return self._token is None
 
     def get(self, key: bytes) -> bytes | None:
-        if self._closed:
-            raise errors.TransactionClosedError("the transaction is already closed")
         if type(key) is not bytes or len(key) > MAX_KEY_SIZE:
             key = check_key(key)
-        return self._txn.get(_KEY_PREFIX + key, db=self._data)  # type: ignore[no-any-return]
+        try:
+            return self._txn.get(_KEY_PREFIX + key)  # type: ignore[no-any-return]
+        except lmdb.Error as exc:  # a closed transaction lands here too: LMDB refuses it
+            if self._token is None:
+                raise errors.TransactionClosedError("the transaction is already closed") from None
+            raise _wrap(exc, "reading") from exc
 
     def scan(
         self,
@@ -217,22 +210,18 @@ class LmdbReadTransaction(Transaction):
         reverse: bool = False,
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, bytes]]:
-        if self._closed:
+        if self._token is None:
             raise errors.TransactionClosedError("the transaction is already closed")
         check_limit(limit)
         lo, hi = scan_bounds(start, end, prefix)
         if hi is not None and hi <= lo:
             return iter(())
-        return _limited(_scan_db(self._txn, self._store._data, lo, hi, reverse), limit)
+        return _limited(_scan_db(self._txn, lo, hi, reverse), limit)
 
     def _end(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
+        if self._token is not None:
             self._txn.abort()
-        finally:
-            self._store._gate.leave()
+            self._token = None  # after the abort: the map may be resized from here on
 
     commit = _end
     abort = _end
@@ -240,30 +229,19 @@ class LmdbReadTransaction(Transaction):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # Commit and abort are the same for a reader: _end() inlined, without the base class's
         # dispatch.
-        if self._closed:
-            return
-        self._closed = True
-        try:
+        if self._token is not None:
             self._txn.abort()
-        finally:
-            self._store._gate.leave()
-
-    def __del__(self) -> None:
-        # A forgotten read transaction would pin the reader gate (and LMDB's old pages) forever.
-        if not self._closed:
-            try:
-                self._end()
-            except Exception:
-                pass
+            self._token = None
 
 
 class _LmdbBatch:
     """A batch: the committed state as one read snapshot, plus everyone's pending changes."""
 
-    __slots__ = ("snapshot", "pending")
+    __slots__ = ("snapshot", "token", "pending")
 
-    def __init__(self, snapshot: lmdb.Transaction) -> None:
+    def __init__(self, snapshot: lmdb.Transaction, token: object) -> None:
         self.snapshot: lmdb.Transaction | None = snapshot
+        self.token: object | None = token  # the reader gate counts the snapshot by this
         self.pending = WriteSet()
 
 
@@ -364,11 +342,32 @@ class LmdbStore(BatchingStore):
         return dict(self._metadata)
 
     def begin(self, write: bool = False) -> Transaction:
-        if self._closed:
-            raise errors.StoreClosedError(f"the store at {self.path} is closed")
         if write:
             return self._begin_write()
-        return LmdbReadTransaction(self)
+        txn = LmdbReadTransaction()
+        gate = self._gate
+        txn._token = gate.token  # counted by the gate from here on
+        if gate.resizing:
+            self._wait_for_resize(txn)
+        try:
+            txn._txn = self._env.begin(db=self._data)
+        except lmdb.Error:
+            # The store is closed, the map was resized by another process, or a real error.
+            try:
+                if self._closed:
+                    raise errors.StoreClosedError(f"the store at {self.path} is closed") from None
+                txn._txn = self._begin_lmdb_read()
+            except BaseException:
+                txn._token = None
+                raise
+        return txn
+
+    def _wait_for_resize(self, txn: LmdbReadTransaction) -> None:
+        gate = self._gate
+        while gate.resizing:
+            txn._token = None
+            gate.wait_resize()
+            txn._token = gate.token
 
     def _check_writable(self) -> None:
         if self._closed or self._closing:
@@ -419,12 +418,13 @@ class LmdbStore(BatchingStore):
 
     # -- LMDB specifics ----------------------------------------------------------------------
     def _begin_lmdb_read(self) -> lmdb.Transaction:
+        """An LMDB read transaction on the data database; the caller is counted by the gate."""
         try:
-            return self._env.begin(buffers=False)
+            return self._env.begin(db=self._data)
         except lmdb.MapResizedError:
             # Another process grew the map: adopt its size (0 = the size now in the file).
             self._env.set_mapsize(0)
-            return self._env.begin(buffers=False)
+            return self._env.begin(db=self._data)
         except lmdb.Error as exc:
             raise _wrap(exc, "beginning a read transaction") from exc
 
@@ -454,12 +454,13 @@ class LmdbStore(BatchingStore):
 
     # -- group-commit hooks ------------------------------------------------------------------
     def _batch_open(self) -> _LmdbBatch:
-        self._gate.enter()
-        try:
-            return _LmdbBatch(self._begin_lmdb_read())
-        except BaseException:
-            self._gate.leave()
-            raise
+        gate = self._gate
+        token = gate.token  # counted by the gate while this frame or the batch holds it
+        while gate.resizing:
+            del token
+            gate.wait_resize()
+            token = gate.token
+        return _LmdbBatch(self._begin_lmdb_read(), token)
 
     def _release_snapshot(self, batch: _LmdbBatch) -> None:
         if batch.snapshot is not None:
@@ -467,20 +468,20 @@ class LmdbStore(BatchingStore):
                 batch.snapshot.abort()
             finally:
                 batch.snapshot = None
-                self._gate.leave()
+                batch.token = None
 
     def _batch_get(self, handle: _LmdbBatch, key: bytes) -> bytes | None:
         v = handle.pending.changes.get(key, _MISSING)
         if v is not _MISSING:
             return v  # type: ignore[return-value]
         assert handle.snapshot is not None
-        return handle.snapshot.get(_KEY_PREFIX + key, db=self._data)  # type: ignore[no-any-return]
+        return handle.snapshot.get(_KEY_PREFIX + key)  # type: ignore[no-any-return]
 
     def _batch_scan(
         self, handle: _LmdbBatch, lo: bytes, hi: bytes | None, reverse: bool
     ) -> Iterator[tuple[bytes, bytes]]:
         assert handle.snapshot is not None
-        base = _scan_db(handle.snapshot, self._data, lo, hi, reverse)
+        base = _scan_db(handle.snapshot, lo, hi, reverse)
         return handle.pending.overlay_scan(base, lo, hi, reverse)
 
     def _batch_apply(self, handle: _LmdbBatch, writes: dict[bytes, bytes | None]) -> None:

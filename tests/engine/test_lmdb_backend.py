@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -80,6 +81,84 @@ def test_map_growth_under_concurrent_writers_and_readers(tmp_path: Path) -> None
     assert not failures, failures
     assert store.stats()["records"] == 320
     store.close()
+
+
+def test_a_forgotten_reader_does_not_stop_the_map_from_growing(tmp_path: Path) -> None:
+    # The reader gate counts open read transactions; one that its caller drops without closing
+    # must stop counting when it is freed, or every later growth would wait for it and fail.
+    store = LmdbStore(str(tmp_path / "s"), map_size=256 * 1024)
+    gate = store._gate
+    assert gate.readers() == 0
+    forgotten = store.begin()
+    forgotten.get(b"x")
+    kept = store.begin()
+    assert gate.readers() == 2
+    del forgotten
+    gc.collect()
+    assert gate.readers() == 1
+    kept.abort()
+    assert gate.readers() == 0
+    kept.abort()  # closing twice is harmless and does not count out twice
+    assert gate.readers() == 0
+    start = store.stats()["map_size"]
+    value = os.urandom(64 * 1024)
+    for i in range(40):
+        with store.begin(write=True) as txn:
+            txn.put(f"k{i:04d}".encode(), value)
+    assert store.stats()["map_size"] > start
+    assert gate.readers() == 0
+    store.close()
+
+
+def test_an_open_reader_blocks_growth_until_it_closes(tmp_path: Path) -> None:
+    store = LmdbStore(str(tmp_path / "s"), map_size=256 * 1024)
+    reader = store.begin()
+    resized = threading.Event()
+    failures: list[BaseException] = []
+
+    def grow() -> None:
+        try:
+            store._grow_map()
+            resized.set()
+        except BaseException as exc:
+            failures.append(exc)
+
+    t = threading.Thread(target=grow)
+    t.start()
+    assert not resized.wait(0.3)  # LMDB may not be resized while this process reads
+    assert store._gate.resizing
+    reader.abort()
+    t.join(30)
+    assert resized.is_set() and not failures
+    with store.begin() as txn:  # readers work again after the resize
+        assert txn.get(b"x") is None
+    store.close()
+
+
+def test_reader_errors_are_engine_errors(tmp_path: Path) -> None:
+    store = open_store("lmdb", data_dir=str(tmp_path))
+    with store.begin(write=True) as txn:
+        txn.put(b"k" * 510, b"longest key")
+        txn.put(b"", b"empty key")
+    txn = store.begin()
+    assert txn.get(b"k" * 510) == b"longest key"
+    assert txn.get(b"") == b"empty key"
+    assert txn.get(bytearray(b"")) == b"empty key"
+    assert txn.get(memoryview(b"k" * 510)) == b"longest key"
+    with pytest.raises(errors.InvalidKeyError):
+        txn.get(b"k" * 511)
+    with pytest.raises(errors.InvalidKeyError):
+        txn.get("text")  # type: ignore[arg-type]
+    assert not txn.closed
+    txn.commit()
+    assert txn.closed
+    with pytest.raises(errors.TransactionClosedError):
+        txn.get(b"")
+    with pytest.raises(errors.TransactionClosedError):
+        txn.scan()
+    store.close()
+    with pytest.raises(errors.StoreClosedError):
+        store.begin()
 
 
 def test_a_second_process_reads_while_this_one_writes(tmp_path: Path) -> None:
