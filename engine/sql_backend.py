@@ -11,12 +11,23 @@ commit (:class:`engine.base.BatchingStore`) on one dedicated writer connection: 
 at the first write, which would let two processes' deferred transactions deadlock on lock
 upgrade) and one fsync of the WAL carries every member of the batch. ``synchronous=FULL`` (the
 default, ``sync=True``) syncs the WAL at each commit, which is what makes a WAL commit survive
-power loss; ``sync=False`` gives NORMAL (durable against a process crash only). The pysqlite
-driver's own implicit BEGIN is disabled (``isolation_level=None``) and BEGIN is emitted from
-SQLAlchemy's ``begin`` event, as SQLAlchemy's pysqlite documentation describes, so the kind of
-BEGIN is ours to choose. Read transactions take a pooled read-only connection, ``BEGIN`` (deferred)
-and read once at once, which pins one WAL snapshot for the transaction's life: a reader sees
-neither uncommitted nor later-committed writes, and never blocks or waits for the writer.
+power loss; ``sync=False`` gives NORMAL (durable against a process crash only).
+
+SQLAlchemy Core is the source of every SQLite statement and creates the schema, but the hot paths
+run those statements, compiled once with the sqlite dialect, on the DBAPI (``sqlite3``)
+connections: SQLAlchemy's per-statement machinery cost ten times what SQLite itself spends on a
+point read. The driver's own implicit BEGIN is disabled (``isolation_level=None``), so the kind of
+BEGIN is ours to choose (at open, SQLAlchemy's ``begin`` event emits it for the schema work, as
+SQLAlchemy's pysqlite documentation describes). Writes run on the writer's DBAPI connection.
+
+Readers are separate read-only connections (``mode=ro``, ``query_only``), kept idle between
+transactions in a free list of at most ``idle_readers`` (no lock: ``list.append`` and
+``list.pop`` are atomic); a connection that met a driver error is closed, not reused, and
+``close()`` closes every idle reader before the writer, so that the read-write connection closes
+last and checkpoints the WAL away. A read transaction emits ``BEGIN`` (deferred) with its first
+read, and that read pins one WAL snapshot for the transaction's life: the transaction sees
+neither uncommitted nor later-committed writes, and never blocks or waits for the writer. One that
+never reads never begins.
 
 PostgreSQL (``PostgresStore``): psycopg 3. Several server processes may share one database, so the
 single-writer rule that LMDB and SQLite get from a file lock is taken from the database instead:
@@ -230,8 +241,41 @@ def _driver_errors() -> Iterator[None]:
 # -- shared pieces --------------------------------------------------------------------------------
 
 
+def _page_statement(lower_inclusive: bool, bounded: bool, reverse: bool) -> sa.Select[Any]:
+    """One page of a scan: keys after ``lower`` (and before ``upper``), at most ``size`` of them."""
+    lower = sa.bindparam("lower", type_=sa.LargeBinary)
+    conditions = [kv.c.key >= lower if lower_inclusive else kv.c.key > lower]
+    if bounded:
+        conditions.append(kv.c.key < sa.bindparam("upper", type_=sa.LargeBinary))
+    return (
+        sa.select(kv.c.key, kv.c.value)
+        .where(*conditions)
+        .order_by(kv.c.key.desc() if reverse else kv.c.key.asc())
+        .limit(sa.bindparam("size", type_=sa.Integer))
+    )
+
+
+#: The page statements of a scan, by (lower bound inclusive, upper bound present, reverse).
+_PAGES = {
+    (inclusive, bounded, reverse): _page_statement(inclusive, bounded, reverse)
+    for inclusive in (True, False)
+    for bounded in (True, False)
+    for reverse in (False, True)
+}
+
+#: fetch(lower, lower_inclusive, upper, reverse, size) -> the rows (key, value) of one page.
+_PageFetcher = Callable[[bytes, bool, "bytes | None", bool, int], Any]
+
+
+def _page_params(lower: bytes, upper: bytes | None, size: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"lower": lower, "size": size}
+    if upper is not None:
+        params["upper"] = upper
+    return params
+
+
 def _scan_pages(
-    execute: Callable[[Any], Any],
+    fetch: _PageFetcher,
     lo: bytes,
     hi: bytes | None,
     reverse: bool,
@@ -247,16 +291,7 @@ def _scan_pages(
     lower, lower_inclusive, upper = lo, True, hi
     while remaining is None or remaining > 0:
         size = page if remaining is None else min(page, remaining)
-        conditions = [kv.c.key >= lower if lower_inclusive else kv.c.key > lower]
-        if upper is not None:
-            conditions.append(kv.c.key < upper)
-        stmt = (
-            sa.select(kv.c.key, kv.c.value)
-            .where(*conditions)
-            .order_by(kv.c.key.desc() if reverse else kv.c.key.asc())
-            .limit(size)
-        )
-        rows = execute(stmt).all()
+        rows = fetch(lower, lower_inclusive, upper, reverse, size)
         for key, value in rows:
             yield bytes(key), bytes(value)
         if len(rows) < size:
@@ -270,9 +305,10 @@ def _scan_pages(
         page = min(page * 4, _MAX_PAGE)
 
 
-def _read_metadata(conn: Connection, where: str) -> dict[str, Any]:
+def _read_metadata(rows: Any, where: str) -> dict[str, Any]:
+    """The store's metadata from the rows (name, JSON value) of ``_READ_META``."""
     meta: dict[str, Any] = {}
-    for name, raw in conn.execute(_READ_META):
+    for name, raw in rows:
         try:
             meta[name] = json.loads(raw)
         except ValueError as exc:
@@ -289,10 +325,8 @@ def _write_metadata(conn: Connection, meta: dict[str, Any]) -> None:
 
 
 class _ConnTransaction(Transaction):
-    """A transaction whose statements run directly on one SQLAlchemy connection.
-
-    Used for every read transaction, and for PostgreSQL's write transactions.
-    """
+    """A transaction whose statements run directly on one SQLAlchemy connection: PostgreSQL's
+    read and write transactions."""
 
     def __init__(self, conn: Connection, release: Callable[[_ConnTransaction], None]) -> None:
         self._conn = conn
@@ -334,7 +368,13 @@ class _ConnTransaction(Transaction):
         lo, hi = scan_bounds(start, end, prefix)
         if hi is not None and hi <= lo:
             return iter(())
-        return _scan_pages(self._execute, lo, hi, reverse, limit)
+        return _scan_pages(self._page, lo, hi, reverse, limit)
+
+    def _page(
+        self, lower: bytes, inclusive: bool, upper: bytes | None, reverse: bool, size: int
+    ) -> Any:
+        stmt = _PAGES[inclusive, upper is not None, reverse]
+        return self._execute(stmt, _page_params(lower, upper, size)).all()
 
     def commit(self) -> None:
         self._check_open()
@@ -396,6 +436,171 @@ def _no_release(txn: _ConnTransaction) -> None:
 
 # -- SQLite ---------------------------------------------------------------------------------------
 
+_SQLITE_DIALECT = sqlite_dialect.dialect()
+
+
+class _SqliteSql:
+    """A Core statement compiled once for pysqlite (qmark parameters), run on DBAPI connections.
+
+    ``params`` names the parameters the caller supplies; constants that the compiler bound itself
+    (such as the ``OFFSET 0`` it adds after a LIMIT) are folded in by :meth:`args`.
+    """
+
+    __slots__ = ("sql", "order", "constants")
+
+    def __init__(self, stmt: Any, *params: str) -> None:
+        compiled = stmt.compile(dialect=_SQLITE_DIALECT)
+        self.sql = str(compiled)
+        self.order: tuple[str, ...] = tuple(compiled.positiontup or ())
+        self.constants = {
+            name: compiled.binds[name].effective_value for name in self.order if name not in params
+        }
+        if set(self.order) - set(self.constants) != set(params):
+            raise AssertionError(f"{self.sql!r} takes {self.order}, not {params}")
+
+    def args(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        """The positional parameters for ``values`` (by name) and the compiled constants."""
+        constants = self.constants
+        return tuple(constants[n] if n in constants else values[n] for n in self.order)
+
+
+def _sqlite_positional(stmt: Any, *params: str) -> str:
+    """The SQL of ``stmt``, whose positional parameters are exactly ``params`` in this order."""
+    compiled = _SqliteSql(stmt, *params)
+    if compiled.constants or compiled.order != params:
+        raise AssertionError(f"{compiled.sql!r} takes {compiled.order}, not {params}")
+    return compiled.sql
+
+
+_SQLITE_GET = _sqlite_positional(_GET, "k")
+_SQLITE_UPSERT_SQL = _sqlite_positional(_SQLITE_UPSERT, "key", "value")
+_SQLITE_DELETE = _sqlite_positional(_DELETE, "k")
+_SQLITE_READ_META = _sqlite_positional(_READ_META)
+_SQLITE_COUNT = _sqlite_positional(sa.select(sa.func.count()).select_from(kv))
+_SQLITE_HAS_META = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'kv_meta'"
+_SQLITE_PAGES = {
+    shape: _SqliteSql(stmt, "lower", "upper", "size")
+    if shape[1]
+    else _SqliteSql(stmt, "lower", "size")
+    for shape, stmt in _PAGES.items()
+}
+
+
+def _sqlite_page(
+    run: Callable[[str, tuple[Any, ...]], Any],
+    lower: bytes,
+    inclusive: bool,
+    upper: bytes | None,
+    reverse: bool,
+    size: int,
+) -> Any:
+    stmt = _SQLITE_PAGES[inclusive, upper is not None, reverse]
+    return run(stmt.sql, stmt.args(_page_params(lower, upper, size)))
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+
+class _SqliteReadTransaction(Transaction):
+    """A read transaction on one of the store's read-only DBAPI connections (see the module
+    docstring): ``BEGIN`` comes with the first read, whose snapshot then holds until the end.
+
+    Every statement runs on one cursor of the connection, reused: each result is fetched whole
+    (a scan fetches page by page) before the next statement runs.
+    """
+
+    def __init__(self, store: SqliteStore, cur: sqlite3.Cursor) -> None:
+        self._store = store
+        self._cur = cur
+        self._begun = False
+        #: A driver error hit the connection: it is closed at the end, not reused.
+        self._broken = False
+
+    def _closed_error(self) -> errors.TransactionClosedError:
+        return errors.TransactionClosedError("the transaction is already closed")
+
+    def _failed(self, exc: sqlite3.Error) -> errors.EngineError:
+        self._broken = True
+        return _translate(exc)
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        if self._closed:
+            raise self._closed_error()
+        cur = self._cur
+        try:
+            if not self._begun:
+                cur.execute("BEGIN")
+                self._begun = True
+            return cur.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+
+    def get(self, key: bytes) -> bytes | None:
+        if self._closed:
+            raise self._closed_error()
+        key = check_key(key)
+        cur = self._cur
+        try:
+            if not self._begun:
+                cur.execute("BEGIN")
+                self._begun = True
+            row = cur.execute(_SQLITE_GET, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        return None if row is None else row[0]
+
+    def scan(
+        self,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        *,
+        prefix: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        if self._closed:
+            raise self._closed_error()
+        check_limit(limit)
+        lo, hi = scan_bounds(start, end, prefix)
+        if hi is not None and hi <= lo:
+            return iter(())
+        return _scan_pages(self._page, lo, hi, reverse, limit)
+
+    def _page(
+        self, lower: bytes, inclusive: bool, upper: bytes | None, reverse: bool, size: int
+    ) -> Any:
+        return _sqlite_page(self._query, lower, inclusive, upper, reverse, size)
+
+    def commit(self) -> None:
+        if self._closed:
+            raise self._closed_error()
+        self._closed = True
+        error = self._end("COMMIT")
+        if error is not None:
+            raise _translate(error) from error
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._end("ROLLBACK")  # nothing was written: an error here changes nothing
+
+    def _end(self, sql: str) -> sqlite3.Error | None:
+        """End the snapshot (if one was taken) and give the connection back to the store."""
+        error = None
+        if self._begun and not self._broken:
+            try:
+                self._cur.execute(sql)
+            except sqlite3.Error as exc:
+                self._broken = True
+                error = exc
+        self._store._release_reader(self._cur, self._broken)
+        return error
+
 
 class SqliteStore(BatchingStore):
     """A SQLite database in WAL mode, ``<path>/store.sqlite3``, with group-committed writes."""
@@ -419,27 +624,30 @@ class SqliteStore(BatchingStore):
         self.filename = os.path.join(path, SQLITE_FILENAME)
         self._busy_timeout = busy_timeout
         self._closed = False
+        #: Idle reader connections, as one reusable cursor each. list.append and list.pop are
+        #: atomic: checking a reader out and in takes no lock.
+        self._idle: list[sqlite3.Cursor] = []
+        self._idle_max = max(0, idle_readers)
         self._writer_engine: sa.Engine | None = None
-        self._writer_conn: Connection | None = None
+        #: The writer's SQLAlchemy connection (schema creation at open) and its DBAPI connection,
+        #: on which every write runs.
+        self._writer_sa: Connection | None = None
+        self._writer_conn: sqlite3.Connection | None = None
         #: Pragmas as read back from the writer connection when it was opened.
         self.pragmas: dict[str, Any] = {}
         if not os.path.exists(self.filename):
             if readonly or not create:
                 raise errors.StoreNotFoundError(f"no sqlite store at {self.filename}")
             os.makedirs(path, exist_ok=True)
-        # Readers open the file read-only whatever the store's mode: they must never write, and
-        # a read-only open cannot create an empty database by accident.
-        self._reader_engine = self._make_engine(
-            "ro", "BEGIN", sa.pool.QueuePool, pool_size=idle_readers, max_overflow=-1
-        )
         try:
             with _driver_errors():
                 if not readonly:
-                    self._writer_engine = self._make_engine(
-                        "rwc" if create else "rw", "BEGIN IMMEDIATE", sa.pool.NullPool
-                    )
-                    self._writer_conn = self._writer_engine.connect()
-                    self._init_schema(self._writer_conn, create)
+                    self._writer_engine = self._make_writer_engine("rwc" if create else "rw")
+                    self._writer_sa = self._writer_engine.connect()
+                    self._init_schema(self._writer_sa, create)
+                    dbapi = self._writer_sa.connection.dbapi_connection
+                    assert isinstance(dbapi, sqlite3.Connection)
+                    self._writer_conn = dbapi
                 self._metadata = self._load_metadata()
         except errors.EngineError as exc:
             self._dispose()
@@ -454,57 +662,95 @@ class SqliteStore(BatchingStore):
             self._dispose()
             raise
 
-    def _make_engine(self, mode: str, begin_sql: str, poolclass: Any, **pool: Any) -> sa.Engine:
+    # -- connections -----------------------------------------------------------------------------
+    def _connect(self, mode: str) -> sqlite3.Connection:
         uri = f"file:{urllib.parse.quote(os.path.abspath(self.filename))}?mode={mode}"
-        timeout = self._busy_timeout
-
-        def connect() -> sqlite3.Connection:
-            # isolation_level=None: the driver never opens a transaction behind our back; the
-            # "begin" listener below emits the BEGIN we want.
-            return sqlite3.connect(
-                uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-
-        engine = sa.create_engine(
-            "sqlite+pysqlite://", creator=connect, poolclass=poolclass, **pool
+        # isolation_level=None: the driver never opens a transaction behind our back; we emit
+        # the BEGIN we want (deferred for readers, IMMEDIATE for the writer).
+        return sqlite3.connect(
+            uri, uri=True, timeout=self._busy_timeout, isolation_level=None,
+            check_same_thread=False,
         )
-        writer = mode != "ro"
-        synchronous = "FULL" if self.sync else "NORMAL"
-        busy_ms = int(timeout * 1000)
+
+    def _configure(self, conn: sqlite3.Connection, writer: bool) -> None:
+        conn.isolation_level = None
+        cur = conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            if writer:
+                # Persistent in the file; readers and later opens inherit it.
+                mode_now = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode_now).lower() != "wal":
+                    raise errors.ConfigurationError(
+                        f"{self.filename}: SQLite refused WAL mode (got {mode_now!r}); the "
+                        "filesystem may lack shared-memory support"
+                    )
+            else:
+                cur.execute("PRAGMA query_only = ON")
+            # Per connection: also matters for a reader, which may be the last connection to
+            # close and so run the final checkpoint.
+            cur.execute(f"PRAGMA synchronous = {'FULL' if self.sync else 'NORMAL'}")
+            if writer:
+                self.pragmas = {
+                    "journal_mode": cur.execute("PRAGMA journal_mode").fetchone()[0],
+                    "synchronous": cur.execute("PRAGMA synchronous").fetchone()[0],
+                    "busy_timeout": cur.execute("PRAGMA busy_timeout").fetchone()[0],
+                }
+        finally:
+            cur.close()
+
+    def _make_writer_engine(self, mode: str) -> sa.Engine:
+        """The engine of the one read-write connection: schema creation at open goes through it,
+        and every write afterwards runs on its DBAPI connection."""
+        engine = sa.create_engine(
+            "sqlite+pysqlite://", creator=lambda: self._connect(mode), poolclass=sa.pool.NullPool
+        )
 
         @event.listens_for(engine, "connect")
         def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            try:
-                cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
-                if writer:
-                    # Persistent in the file; readers and later opens inherit it.
-                    mode_now = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                    if str(mode_now).lower() != "wal":
-                        raise errors.ConfigurationError(
-                            f"{self.filename}: SQLite refused WAL mode (got {mode_now!r}); the "
-                            "filesystem may lack shared-memory support"
-                        )
-                else:
-                    cur.execute("PRAGMA query_only = ON")
-                # Per connection: also matters for a reader, which may be the last connection to
-                # close and so run the final checkpoint.
-                cur.execute(f"PRAGMA synchronous = {synchronous}")
-                if writer:
-                    self.pragmas = {
-                        "journal_mode": cur.execute("PRAGMA journal_mode").fetchone()[0],
-                        "synchronous": cur.execute("PRAGMA synchronous").fetchone()[0],
-                        "busy_timeout": cur.execute("PRAGMA busy_timeout").fetchone()[0],
-                    }
-            finally:
-                cur.close()
+            self._configure(dbapi_conn, writer=True)
 
         @event.listens_for(engine, "begin")
         def on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql(begin_sql)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+
+    def _open_reader(self) -> sqlite3.Cursor:
+        # Readers open the file read-only whatever the store's mode: they must never write, and
+        # a read-only open cannot create an empty database by accident.
+        try:
+            conn = self._connect("ro")
+            try:
+                self._configure(conn, writer=False)
+                return conn.cursor()
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    def _release_reader(self, cur: sqlite3.Cursor, broken: bool) -> None:
+        """Take a reader back from a transaction that ended: idle for the next one, or closed if
+        it failed, the store is closed, or enough readers are idle already."""
+        if broken or self._closed:
+            _close_quietly(cur.connection)
+            return
+        idle = self._idle
+        idle.append(cur)
+        if len(idle) > self._idle_max or self._closed:
+            # Another thread went over the bound at the same time, or close() emptied the list
+            # between our check and the append: close what is too much.
+            self._close_idle(0 if self._closed else self._idle_max)
+
+    def _close_idle(self, keep: int = 0) -> None:
+        idle = self._idle
+        while len(idle) > keep:
+            try:
+                cur = idle.pop()
+            except IndexError:
+                return
+            _close_quietly(cur.connection)
 
     def _init_schema(self, conn: Connection, create: bool) -> None:
         with conn.begin():  # BEGIN IMMEDIATE: two processes creating the store take turns
@@ -526,14 +772,11 @@ class SqliteStore(BatchingStore):
             _write_metadata(conn, metadata_record(self.provider))
 
     def _load_metadata(self) -> dict[str, Any]:
-        with self._reader_engine.connect() as conn:
-            present = conn.exec_driver_sql(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'kv_meta'"
-            ).scalar()
-            if not present:
+        txn = self._begin_read()
+        with txn:
+            if not txn._query(_SQLITE_HAS_META)[0][0]:
                 raise errors.StoreNotFoundError(f"{self.filename} holds no store")
-            meta = _read_metadata(conn, self.filename)
-            conn.rollback()
+            meta = _read_metadata(txn._query(_SQLITE_READ_META), self.filename)
         check_metadata(meta, self.provider, self.filename)
         return meta
 
@@ -547,15 +790,14 @@ class SqliteStore(BatchingStore):
             raise errors.StoreClosedError(f"the sqlite store at {self.path} is closed")
         if write:
             return self._begin_write()
-        with _driver_errors():
-            conn = self._reader_engine.connect()
-            try:
-                conn.begin()
-                conn.execute(_PIN_SNAPSHOT)
-            except BaseException:
-                conn.close()
-                raise
-        return _ConnTransaction(conn, _no_release)
+        return self._begin_read()
+
+    def _begin_read(self) -> _SqliteReadTransaction:
+        try:
+            cur = self._idle.pop()
+        except IndexError:
+            cur = self._open_reader()
+        return _SqliteReadTransaction(self, cur)
 
     def close(self) -> None:
         if self._closed:
@@ -570,22 +812,24 @@ class SqliteStore(BatchingStore):
 
     def _dispose(self) -> None:
         # Readers go first so that the writer's read-write connection is the last one to close:
-        # only it may checkpoint the WAL into the database file and remove it.
-        self._reader_engine.dispose()
-        if self._writer_conn is not None:
+        # only it may checkpoint the WAL into the database file and remove it. (A reader still
+        # in a transaction closes its connection when that transaction ends.)
+        self._close_idle()
+        self._writer_conn = None
+        if self._writer_sa is not None:
             try:
-                self._writer_conn.close()
+                self._writer_sa.close()
             except Exception:
                 pass
-            self._writer_conn = None
+            self._writer_sa = None
         if self._writer_engine is not None:
             self._writer_engine.dispose()
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
-        with self.begin() as txn:
-            assert isinstance(txn, _ConnTransaction)
-            out["keys"] = txn._execute(sa.select(sa.func.count()).select_from(kv)).scalar()
+        txn = self._begin_read()
+        with txn:
+            out["keys"] = txn._query(_SQLITE_COUNT)[0][0]
         size = 0
         for suffix in ("", "-wal"):
             try:
@@ -604,44 +848,55 @@ class SqliteStore(BatchingStore):
         if self.readonly:
             raise errors.ReadOnlyError(f"the sqlite store at {self.path} was opened read-only")
 
-    def _writer(self) -> Connection:
+    def _writer(self) -> sqlite3.Connection:
         assert self._writer_conn is not None
         return self._writer_conn
 
     @staticmethod
-    def _require_transaction(conn: Connection) -> None:
+    def _require_transaction(conn: sqlite3.Connection) -> None:
         # SQLite rolls a transaction back by itself after some errors (SQLITE_FULL, IOERR, ...).
         # Statements after that would run in autocommit mode, each one durable on its own, and
         # break every member's atomicity: refuse instead, so that the batch is rebuilt or failed.
-        dbapi = conn.connection.dbapi_connection
-        if dbapi is None or not dbapi.in_transaction:
+        if not conn.in_transaction:
             raise errors.EngineError("sqlite ended the batch's transaction after an error")
 
-    def _batch_open(self) -> Connection:
+    def _batch_open(self) -> sqlite3.Connection:
         conn = self._writer()
-        with _driver_errors():
-            try:
-                conn.begin()
-            except BaseException:
-                conn.rollback()  # leave the connection without a half-begun transaction
-                raise
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:  # leave the connection without a half-begun transaction
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise _translate(exc) from exc
         return conn
 
-    def _batch_get(self, handle: Connection, key: bytes) -> bytes | None:
-        with _driver_errors():
-            self._require_transaction(handle)
-            row = handle.execute(_GET, {"k": key}).first()
-        return None if row is None else bytes(row[0])
+    def _batch_get(self, handle: sqlite3.Connection, key: bytes) -> bytes | None:
+        self._require_transaction(handle)
+        try:
+            row = handle.execute(_SQLITE_GET, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        return None if row is None else row[0]
 
     def _batch_scan(
-        self, handle: Connection, lo: bytes, hi: bytes | None, reverse: bool
+        self, handle: sqlite3.Connection, lo: bytes, hi: bytes | None, reverse: bool
     ) -> Iterator[tuple[bytes, bytes]]:
-        def execute(stmt: Any) -> Any:
-            with _driver_errors():
-                self._require_transaction(handle)
-                return handle.execute(stmt)
+        def run(sql: str, params: tuple[Any, ...]) -> list[Any]:
+            self._require_transaction(handle)
+            try:
+                return handle.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
 
-        return _scan_pages(execute, lo, hi, reverse, None)
+        def page(
+            lower: bytes, inclusive: bool, upper: bytes | None, reverse: bool, size: int
+        ) -> Any:
+            return _sqlite_page(run, lower, inclusive, upper, reverse, size)
+
+        return _scan_pages(page, lo, hi, reverse, None)
 
     def _full_disk(self, exc: errors.EngineError) -> errors.EngineError:
         """SQLite reports EFBIG (the file-size limit) as SQLITE_IOERR_WRITE, not SQLITE_FULL:
@@ -661,30 +916,41 @@ class SqliteStore(BatchingStore):
         full.__cause__ = exc.__cause__
         return full
 
-    def _batch_apply(self, handle: Connection, writes: dict[bytes, bytes | None]) -> None:
-        puts = [{"key": k, "value": v} for k, v in writes.items() if v is not None]
-        deletes = [{"k": k} for k, v in writes.items() if v is None]
-        try:
-            with _driver_errors():
-                self._require_transaction(handle)
-                if puts:
-                    handle.execute(_SQLITE_UPSERT, puts)
-                if deletes:
-                    handle.execute(_DELETE, deletes)
-        except errors.EngineError as exc:
-            raise self._full_disk(exc) from exc.__cause__
+    def _write_error(self, exc: sqlite3.Error) -> errors.EngineError:
+        translated = _translate(exc)
+        translated.__cause__ = exc
+        return self._full_disk(translated)
 
-    def _batch_commit(self, handle: Connection) -> None:
+    def _batch_apply(self, handle: sqlite3.Connection, writes: dict[bytes, bytes | None]) -> None:
+        puts = []
+        deletes = []
+        for item in writes.items():
+            if item[1] is None:
+                deletes.append((item[0],))
+            else:
+                puts.append(item)
+        self._require_transaction(handle)
         try:
-            with _driver_errors():
-                self._require_transaction(handle)
-                handle.commit()
-        except errors.EngineError as exc:
-            raise self._full_disk(exc) from exc.__cause__
+            if puts:
+                handle.executemany(_SQLITE_UPSERT_SQL, puts)
+            if deletes:
+                handle.executemany(_SQLITE_DELETE, deletes)
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from exc
 
-    def _batch_abort(self, handle: Connection) -> None:
-        with _driver_errors():
-            handle.rollback()
+    def _batch_commit(self, handle: sqlite3.Connection) -> None:
+        self._require_transaction(handle)
+        try:
+            handle.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from exc
+
+    def _batch_abort(self, handle: sqlite3.Connection) -> None:
+        if handle.in_transaction:
+            try:
+                handle.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------
@@ -771,7 +1037,7 @@ class PostgresStore(Store):
                             )
                         _schema.create_all(conn)
                         _write_metadata(conn, metadata_record(self.provider))
-                meta = _read_metadata(conn, self._where)
+                meta = _read_metadata(conn.execute(_READ_META), self._where)
         check_metadata(meta, self.provider, self._where)
         return meta
 

@@ -33,7 +33,7 @@ def _writer_pragma(store: SqliteStore, name: str) -> Any:
     # Inside a write transaction this thread owns the writer connection.
     with store.begin(write=True):
         assert store._writer_conn is not None
-        return store._writer_conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+        return store._writer_conn.execute(f"PRAGMA {name}").fetchone()[0]
 
 
 def test_sqlite_durable_pragmas_are_in_effect(make_store: Any) -> None:
@@ -53,7 +53,7 @@ def test_sqlite_durable_pragmas_are_in_effect(make_store: Any) -> None:
         raw.close()
     # Read transactions run on connections that cannot write.
     with store.begin() as txn:
-        assert txn._conn.exec_driver_sql("PRAGMA query_only").scalar() == 1  # type: ignore[attr-defined]
+        assert txn._cur.execute("PRAGMA query_only").fetchone()[0] == 1  # type: ignore[attr-defined]
     store.close()
 
     relaxed = make_store.open("sqlite", loc, sync=False)
@@ -65,7 +65,7 @@ def test_sqlite_write_transaction_begins_immediate(make_store: Any) -> None:
     store = make_store.open("sqlite", loc)
     assert isinstance(store, SqliteStore) and store._writer_conn is not None
     statements: list[str] = []
-    store._writer_conn.connection.dbapi_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+    store._writer_conn.set_trace_callback(statements.append)
 
     other = sqlite3.connect(_sqlite_file(loc), timeout=0, isolation_level=None)
     try:
@@ -160,7 +160,7 @@ def test_sqlite_full_disk_fails_only_that_transaction(make_store: Any) -> None:
     # The file may not grow any more: SQLite answers SQLITE_FULL, as on a full disk.
     pages = _writer_pragma(store, "page_count")
     with store.begin(write=True):
-        store._writer_conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+        store._writer_conn.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(errors.StoreFullError):
         with store.begin(write=True) as txn:
             txn.put(b"big", os.urandom(1 << 20))
