@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
@@ -315,22 +316,45 @@ class RecoverableBatchError(Exception):
 
 
 class _Ticket:
-    """One committed write transaction waiting for the flush that makes it durable."""
+    """One committed write transaction waiting for the flush that makes it durable.
 
-    __slots__ = ("writes", "error", "done")
+    ``waiting`` is held from creation until the flush that carries the changes has ended (its
+    outcome in ``error``): the member waits by acquiring it, the flusher releases it. A bare lock
+    is the cheapest wake-up there is, and every write makes one.
+    """
+
+    __slots__ = ("writes", "error", "waiting")
 
     def __init__(self, writes: dict[bytes, bytes | None]) -> None:
         self.writes = writes
         self.error: BaseException | None = None
-        self.done = threading.Event()
+        self.waiting = _allocate_lock()
+        self.waiting.acquire()
+
+    def wait(self) -> None:
+        self.waiting.acquire()
+
+    def finish(self, error: BaseException | None) -> None:
+        self.error = error
+        self.waiting.release()
 
 
 class _Batch:
-    __slots__ = ("handle", "tickets")
+    """The write transactions that one flush makes durable.
 
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
+    ``after`` is the batch that was being flushed when this one opened: with a pipelined backend
+    this batch read through that one's changes, so it may be flushed only after it, and must fail
+    if it failed. ``flushed`` is set when this batch's flush has ended (``error`` says how).
+    """
+
+    __slots__ = ("handle", "tickets", "after", "flushed", "error")
+
+    def __init__(self, after: _Batch | None) -> None:
+        self.handle: Any = None
         self.tickets: list[_Ticket] = []
+        self.after = after
+        self.flushed = threading.Event()
+        self.error: BaseException | None = None
 
 
 class BatchedWriteTransaction(Transaction):
@@ -410,17 +434,30 @@ class BatchingStore(Store):
     the flush to whoever comes last. While a flush runs, new writers queue up, so the next flush
     carries all of them: the batch grows with the load, with no timer and no idle wait.
 
-    Backends implement the ``_batch_*`` hooks; they run only under the writer mutex.
+    Pipelined backends (``pipelined = True``) flush outside the writer mutex: the writer that
+    closes a batch seals it, releases the mutex and then flushes, so the next batch's writers run
+    their transactions during the flush instead of queueing behind it. They read through the
+    sealed batch's changes (:meth:`_batch_open_after`); their batch is flushed only after it, and
+    fails if it failed, since its members may have read what never became durable. At most one
+    batch is in flight: sealing the next one waits for the previous flush to end.
+
+    Backends implement the ``_batch_*`` hooks; they run only under the writer mutex, except
+    ``_batch_commit`` and ``_batch_abort`` of a sealed batch in a pipelined backend, which run in
+    the flushing thread, one batch at a time.
     """
 
     #: Artificial delay before each flush, for benchmarks that model slow flash (0 in production).
     flush_delay: float = 0.0
+    #: Flush outside the writer mutex; the backend then implements _batch_open_after.
+    pipelined: bool = False
 
     def __init__(self) -> None:
         self._writer_mutex = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queued = 0
+        # Writers queued for the writer mutex, counted by list appends and pops (atomic, unlike
+        # ``+= 1``), so that counting takes no lock of its own.
+        self._queued: list[None] = []
         self._batch: _Batch | None = None
+        self._inflight: _Batch | None = None
         self._local = threading.local()
         self._closing = False
 
@@ -428,6 +465,14 @@ class BatchingStore(Store):
     @abstractmethod
     def _batch_open(self) -> Any:
         """Start a backend write transaction (the batch) and return its handle."""
+
+    def _batch_open_after(self, sealed: Any) -> Any:
+        """Pipelined backends: a batch that also reads through the changes of ``sealed``, the
+        handle of a batch whose flush may not have ended yet."""
+        raise NotImplementedError
+
+    def _batch_seal(self, handle: Any) -> None:
+        """Pipelined backends: the batch takes no more members (release what only reads need)."""
 
     @abstractmethod
     def _batch_get(self, handle: Any, key: bytes) -> bytes | None: ...
@@ -463,20 +508,33 @@ class BatchingStore(Store):
             # The writer mutex is not re-entrant: a second write transaction in the same thread
             # would wait for itself forever.
             raise errors.EngineError("a write transaction is already open in this thread")
-        with self._queue_lock:
-            self._queued += 1
+        queued = self._queued
+        queued.append(None)
         self._writer_mutex.acquire()
-        with self._queue_lock:
-            self._queued -= 1
+        queued.pop()
         try:
             self._check_writable()
             if self._batch is None:
-                self._batch = _Batch(self._batch_open())
+                self._batch = self._new_batch()
         except BaseException:
             self._writer_mutex.release()
             raise
         self._local.writing = True
         return BatchedWriteTransaction(self, self._batch)
+
+    def _new_batch(self) -> _Batch:
+        after = self._inflight if self.pipelined else None
+        if after is not None and after.flushed.is_set():
+            # Flushed already: its changes, if it succeeded, are in any state read from now on.
+            after = None
+        batch = _Batch(after)
+        batch.handle = self._open_handle(batch)
+        return batch
+
+    def _open_handle(self, batch: _Batch) -> Any:
+        if batch.after is not None:
+            return self._batch_open_after(batch.after.handle)
+        return self._batch_open()
 
     def _finish(self, batch: _Batch, writes: dict[bytes, bytes | None] | None) -> None:
         """End a write transaction (writes None: aborted); called with the writer mutex held."""
@@ -491,7 +549,7 @@ class BatchingStore(Store):
             raise
         self._leave(batch)
         if ticket is not None:
-            ticket.done.wait()
+            ticket.wait()
             if ticket.error is not None:
                 raise ticket.error
 
@@ -515,7 +573,7 @@ class BatchingStore(Store):
             self._batch_abort(batch.handle)
             if exc is not None:
                 self._batch_recover(exc)
-            batch.handle = self._batch_open()
+            batch.handle = self._open_handle(batch)
             try:
                 for t in tickets:
                     self._batch_apply(batch.handle, t.writes)
@@ -526,43 +584,76 @@ class BatchingStore(Store):
 
     def _leave(self, batch: _Batch) -> None:
         """Flush if nobody is queued behind us (or the batch is full); release the mutex."""
+        sealed = False
         try:
             if not batch.tickets:
                 # Nothing to flush: end the backend transaction rather than keep it (and, for
                 # SQLite, the database's write lock) open while no one writes.
                 self._discard_batch(batch)
                 return
-            with self._queue_lock:
-                queued = self._queued
-            if queued and len(batch.tickets) < MAX_BATCH_MEMBERS and not self._closing:
+            if self._queued and len(batch.tickets) < MAX_BATCH_MEMBERS and not self._closing:
                 return  # a queued writer will flush, carrying our changes with its own
-            self._flush(batch)
+            if self.pipelined:
+                self._seal(batch)
+                sealed = True
+            else:
+                self._flush(batch)
         finally:
             self._writer_mutex.release()
+        if sealed:
+            self._flush(batch)
+
+    def _seal(self, batch: _Batch) -> None:
+        """Close ``batch`` to new members and make it the batch in flight (writer mutex held)."""
+        self._batch = None
+        try:
+            self._batch_seal(batch.handle)
+        except Exception:
+            pass  # only read state is released here; the flush reports real failures
+        after = batch.after
+        if after is not None:
+            # One batch in flight at a time: ours read through that one, so it lands first.
+            after.flushed.wait()
+            batch.after = None
+            if after.error is not None:
+                batch.error = after.error
+        self._inflight = batch
 
     def _flush(self, batch: _Batch) -> None:
-        self._batch = None
-        error: BaseException | None = None
-        try:
-            if self.flush_delay:
-                time.sleep(self.flush_delay)
-            for _attempt in range(8):
-                try:
-                    self._batch_commit(batch.handle)
-                    break
-                except RecoverableBatchError as exc:
-                    self._rebuild(batch, exc, batch.tickets)
-            else:
-                raise errors.EngineError("the batch could not be committed after 8 attempts")
-        except BaseException as exc:  # every member learns the outcome, whatever it was
-            error = exc
+        if self._batch is batch:
+            self._batch = None
+        error: BaseException | None = batch.error
+        if error is not None:
+            # An earlier batch that this one read through failed: none of ours may land.
+            error = _same_kind(error, "an earlier write this transaction read from failed")
             try:
                 self._batch_abort(batch.handle)
             except Exception:
                 pass
+        else:
+            try:
+                if self.flush_delay:
+                    time.sleep(self.flush_delay)
+                for _attempt in range(8):
+                    try:
+                        self._batch_commit(batch.handle)
+                        break
+                    except RecoverableBatchError as exc:
+                        self._rebuild(batch, exc, batch.tickets)
+                else:
+                    raise errors.EngineError(
+                        "the batch could not be committed after 8 attempts"
+                    )
+            except BaseException as exc:  # every member learns the outcome, whatever it was
+                error = exc
+                try:
+                    self._batch_abort(batch.handle)
+                except Exception:
+                    pass
+        batch.error = error
+        batch.flushed.set()
         for t in batch.tickets:
-            t.error = error
-            t.done.set()
+            t.finish(error)
 
     def _discard_batch(self, batch: _Batch) -> None:
         if self._batch is batch:
@@ -579,6 +670,22 @@ class BatchingStore(Store):
             batch, self._batch = self._batch, None
             if batch is not None:
                 if batch.tickets:
+                    if self.pipelined:
+                        self._seal(batch)
                     self._flush(batch)
                 else:
                     self._batch_abort(batch.handle)
+            inflight = self._inflight
+            if inflight is not None:
+                inflight.flushed.wait()
+
+
+def _same_kind(error: BaseException, why: str) -> BaseException:
+    """An error of the same engine class as ``error`` (so callers map it alike), saying why."""
+    kind = type(error) if isinstance(error, errors.EngineError) else errors.EngineError
+    try:
+        new = kind(f"{why}: {error}")
+    except Exception:
+        new = errors.EngineError(f"{why}: {error}")
+    new.__cause__ = error
+    return new

@@ -235,18 +235,26 @@ class LmdbReadTransaction(Transaction):
 
 
 class _LmdbBatch:
-    """A batch: the committed state as one read snapshot, plus everyone's pending changes."""
+    """A batch: the committed state as one read snapshot, plus everyone's pending changes.
 
-    __slots__ = ("snapshot", "token", "pending")
+    ``base`` is the pending changes of the batch being flushed when this one opened (group
+    commit is pipelined): the snapshot may or may not hold them yet, so reads look there first.
+    """
 
-    def __init__(self, snapshot: lmdb.Transaction, token: object) -> None:
+    __slots__ = ("snapshot", "token", "pending", "base")
+
+    def __init__(self, snapshot: lmdb.Transaction, token: object, base: WriteSet | None) -> None:
         self.snapshot: lmdb.Transaction | None = snapshot
         self.token: object | None = token  # the reader gate counts the snapshot by this
         self.pending = WriteSet()
+        self.base = base
 
 
 class LmdbStore(BatchingStore):
     provider = "lmdb"
+    # Writers never share the LMDB write transaction (only the flushing thread opens one), so
+    # the next batch can gather its writers while the previous one is being flushed.
+    pipelined = True
 
     def __init__(
         self,
@@ -454,13 +462,21 @@ class LmdbStore(BatchingStore):
 
     # -- group-commit hooks ------------------------------------------------------------------
     def _batch_open(self) -> _LmdbBatch:
+        return self._open_batch(None)
+
+    def _batch_open_after(self, sealed: _LmdbBatch) -> _LmdbBatch:
+        # The sealed batch's changes are taken before the snapshot: whether or not its flush
+        # lands in between, the two together are the state after it.
+        return self._open_batch(sealed.pending)
+
+    def _open_batch(self, base: WriteSet | None) -> _LmdbBatch:
         gate = self._gate
         token = gate.token  # counted by the gate while this frame or the batch holds it
         while gate.resizing:
             del token
             gate.wait_resize()
             token = gate.token
-        return _LmdbBatch(self._begin_lmdb_read(), token)
+        return _LmdbBatch(self._begin_lmdb_read(), token, base)
 
     def _release_snapshot(self, batch: _LmdbBatch) -> None:
         if batch.snapshot is not None:
@@ -470,10 +486,16 @@ class LmdbStore(BatchingStore):
                 batch.snapshot = None
                 batch.token = None
 
+    _batch_seal = _release_snapshot
+
     def _batch_get(self, handle: _LmdbBatch, key: bytes) -> bytes | None:
         v = handle.pending.changes.get(key, _MISSING)
         if v is not _MISSING:
             return v  # type: ignore[return-value]
+        if handle.base is not None:
+            v = handle.base.changes.get(key, _MISSING)
+            if v is not _MISSING:
+                return v  # type: ignore[return-value]
         assert handle.snapshot is not None
         return handle.snapshot.get(_KEY_PREFIX + key)  # type: ignore[no-any-return]
 
@@ -482,6 +504,8 @@ class LmdbStore(BatchingStore):
     ) -> Iterator[tuple[bytes, bytes]]:
         assert handle.snapshot is not None
         base = _scan_db(handle.snapshot, lo, hi, reverse)
+        if handle.base is not None:
+            base = handle.base.overlay_scan(base, lo, hi, reverse)
         return handle.pending.overlay_scan(base, lo, hi, reverse)
 
     def _batch_apply(self, handle: _LmdbBatch, writes: dict[bytes, bytes | None]) -> None:
@@ -521,5 +545,6 @@ class LmdbStore(BatchingStore):
         raise errors.StoreFullError("the LMDB map could not be grown enough for this write")
 
     def _batch_abort(self, handle: _LmdbBatch) -> None:
+        # The pending changes stay: a batch opened during this one's flush may still read through
+        # them (it fails with this one, but its reads must stay consistent until then).
         self._release_snapshot(handle)
-        handle.pending.changes.clear()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import lmdb
@@ -271,3 +272,114 @@ def test_opening_one_path_twice_in_a_process_is_refused(tmp_path: Path) -> None:
         open_store("lmdb", data_dir=str(tmp_path))
     store.close()
     open_store("lmdb", data_dir=str(tmp_path)).close()
+
+
+class _HeldFlushes(LmdbStore):
+    """Flushes wait for ``release`` and then fail with ``fail_with`` if it is set."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.flushing = threading.Event()
+        self.release = threading.Event()
+        self.fail_with: BaseException | None = None
+
+    def _batch_commit(self, handle: object) -> None:
+        self.flushing.set()
+        assert self.release.wait(30)
+        if self.fail_with is not None:
+            self._release_snapshot(handle)  # type: ignore[arg-type]
+            raise self.fail_with
+        super()._batch_commit(handle)  # type: ignore[arg-type]
+
+
+def _commit_in_thread(store: LmdbStore, fn: object) -> tuple[threading.Thread, list]:
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            with store.begin(write=True) as txn:
+                outcome.append(fn(txn))  # type: ignore[operator]
+            outcome.append("committed")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, outcome
+
+
+def test_group_commit_is_pipelined_writers_run_during_a_flush(tmp_path: Path) -> None:
+    store = _HeldFlushes(str(tmp_path / "s"))
+    first, first_out = _commit_in_thread(store, lambda txn: txn.put(b"a", b"1"))
+    assert store.flushing.wait(10)
+    # The first batch is being flushed, outside the writer mutex: a second writer runs its whole
+    # transaction now and reads the first one's change, which is not durable yet.
+    with store.begin() as reader:
+        assert reader.get(b"a") is None  # readers see only what is durable
+    second, second_out = _commit_in_thread(
+        store, lambda txn: (txn.get(b"a"), txn.put(b"b", txn.get(b"a") + b"+1"),
+                            [k for k, _ in txn.scan()])
+    )
+    deadline = time.monotonic() + 10
+    while not second_out and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert second_out and second_out[0] == (b"1", True, [b"a", b"b"])
+    assert len(second_out) == 1  # its acknowledgement waits for its own flush, after ours
+    store.release.set()
+    first.join(10)
+    second.join(10)
+    assert first_out == [True, "committed"]
+    assert second_out[1:] == ["committed"]
+    with store.begin() as txn:
+        assert list(txn.scan()) == [(b"a", b"1"), (b"b", b"1+1")]
+    store.close()
+
+
+def test_a_failed_flush_fails_the_batch_that_read_through_it(tmp_path: Path) -> None:
+    store = _HeldFlushes(str(tmp_path / "s"))
+    with store.begin(write=True) as txn:  # flushed normally
+        store.release.set()
+        txn.put(b"kept", b"0")
+    store.release.clear()
+    store.flushing.clear()
+    store.fail_with = errors.DurabilityError("fsync failed (injected)")
+    first, first_out = _commit_in_thread(store, lambda txn: txn.put(b"a", b"1"))
+    assert store.flushing.wait(10)
+    second, second_out = _commit_in_thread(store, lambda txn: txn.put(b"b", txn.get(b"a")))
+    deadline = time.monotonic() + 10
+    while not second_out and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert second_out == [True]  # its transaction ran, reading a change not yet durable
+    store.release.set()
+    first.join(10)
+    second.join(10)
+    assert isinstance(first_out[-1], errors.DurabilityError)
+    # The second read what never landed: it fails too, with an error of the same kind.
+    assert isinstance(second_out[-1], errors.DurabilityError)
+    assert "read from failed" in str(second_out[-1])
+    store.fail_with = None
+    with store.begin() as txn:
+        assert list(txn.scan()) == [(b"kept", b"0")]
+    with store.begin(write=True) as txn:  # the store goes on working
+        txn.put(b"after", b"1")
+    with store.begin() as txn:
+        assert list(txn.scan()) == [(b"after", b"1"), (b"kept", b"0")]
+    store.close()
+
+
+def test_close_waits_for_the_flush_in_flight(tmp_path: Path) -> None:
+    store = _HeldFlushes(str(tmp_path / "s"))
+    first, first_out = _commit_in_thread(store, lambda txn: txn.put(b"a", b"1"))
+    assert store.flushing.wait(10)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # the in-flight flush must end before the environment closes
+    store.release.set()
+    closer.join(10)
+    first.join(10)
+    assert first_out == [True, "committed"]
+    reopened = LmdbStore(str(tmp_path / "s"))
+    with reopened.begin() as txn:
+        assert txn.get(b"a") == b"1"
+    reopened.close()
