@@ -2,7 +2,9 @@
 
 SQLite: the durable pragmas are in effect on the connection that commits, writes take the database's
 write lock at BEGIN (BEGIN IMMEDIATE), read-only opens refuse writes, a store of another backend is
-refused, and driver errors leave as engine errors. PostgreSQL: several *processes* sharing one
+refused, and driver errors leave as engine errors. Reader connections are reused and bounded, one
+that met an error is dropped, close() closes them before the writer, a read transaction that never
+reads holds no snapshot, and many concurrent readers each see whole commits. PostgreSQL: several *processes* sharing one
 database neither lose an update nor let two claims of one key both win.
 """
 
@@ -184,6 +186,223 @@ def test_sqlite_close_flushes_and_refuses(make_store: Any) -> None:
     reopened = make_store.open("sqlite", loc, create=False)
     with reopened.begin() as txn:
         assert txn.get(b"k") == b"v"
+
+
+# -- SQLite readers -------------------------------------------------------------------------------
+
+
+def _reader_conn(txn: Any) -> sqlite3.Connection:
+    return txn._cur.connection  # type: ignore[no-any-return]
+
+
+def _is_closed(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
+def test_sqlite_read_transactions_reuse_their_connections(
+    make_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store.open("sqlite")
+    assert isinstance(store, SqliteStore)
+    with store.begin(write=True) as txn:
+        txn.put(b"k", b"v")
+    opened: list[str] = []
+    connect = store._connect
+
+    def counting_connect(mode: str) -> sqlite3.Connection:
+        opened.append(mode)
+        return connect(mode)
+
+    monkeypatch.setattr(store, "_connect", counting_connect)
+    seen = set()
+    for _ in range(50):
+        with store.begin() as txn:
+            assert txn.get(b"k") == b"v"
+            assert list(txn.scan()) == [(b"k", b"v")]
+            seen.add(id(_reader_conn(txn)))
+    assert len(opened) <= 1  # at most one new connection (none if the one used at open is idle)
+    assert len(seen) == 1
+
+
+def test_sqlite_idle_readers_are_bounded(make_store: Any) -> None:
+    store = make_store.open("sqlite", idle_readers=2)
+    assert isinstance(store, SqliteStore)
+    with store.begin(write=True) as txn:
+        txn.put(b"k", b"v")
+    txns = [store.begin() for _ in range(5)]  # five at once: five connections
+    conns = [_reader_conn(t) for t in txns]
+    assert len({id(c) for c in conns}) == 5
+    for t in txns:
+        assert t.get(b"k") == b"v"
+        t.commit()
+    assert len(store._idle) == 2
+    idle = {id(cur.connection) for cur in store._idle}
+    for c in conns:
+        assert _is_closed(c) is (id(c) not in idle)
+    with store.begin() as txn:  # an idle one serves the next transaction
+        assert id(_reader_conn(txn)) in idle
+
+
+def test_sqlite_reader_that_met_a_driver_error_is_not_reused(make_store: Any) -> None:
+    store = make_store.open("sqlite")
+    assert isinstance(store, SqliteStore)
+    with store.begin(write=True) as txn:
+        txn.put(b"k", b"v")
+    for end in ("commit", "abort"):
+        txn = store.begin()
+        conn = _reader_conn(txn)
+        conn.set_progress_handler(lambda: 1, 1)  # SQLite interrupts every statement
+        with pytest.raises(errors.EngineError) as raised:
+            txn.get(b"k")
+        assert isinstance(raised.value.__cause__, sqlite3.Error)  # translated, not leaked
+        with pytest.raises(errors.EngineError):
+            list(txn.scan())
+        getattr(txn, end)()
+        assert _is_closed(conn)
+        assert all(cur.connection is not conn for cur in store._idle)
+        with store.begin() as other:
+            assert _reader_conn(other) is not conn
+            assert other.get(b"k") == b"v"
+
+
+def test_sqlite_read_transaction_that_never_reads_holds_no_snapshot(make_store: Any) -> None:
+    loc = make_store.location("sqlite")
+    store = make_store.open("sqlite", loc)
+    with store.begin(write=True) as txn:
+        txn.put(b"k", b"1")
+    other = sqlite3.connect(_sqlite_file(loc), timeout=0, isolation_level=None)
+
+    def checkpoint_blocked() -> bool:
+        # A full checkpoint that resets the WAL must wait for every reader of a snapshot.
+        busy, _log, _done = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return bool(busy)
+
+    try:
+        idle = store.begin()
+        statements: list[str] = []
+        _reader_conn(idle).set_trace_callback(statements.append)
+        with store.begin(write=True) as txn:
+            txn.put(b"k", b"2")
+        assert not _reader_conn(idle).in_transaction
+        assert not checkpoint_blocked()
+        idle.commit()
+        assert statements == []  # neither BEGIN nor COMMIT
+        assert all(not cur.connection.in_transaction for cur in store._idle)
+
+        # The control: a transaction that has read holds its snapshot until it ends.
+        reading = store.begin()
+        assert reading.get(b"k") == b"2"
+        with store.begin(write=True) as txn:
+            txn.put(b"k", b"3")
+        assert _reader_conn(reading).in_transaction
+        assert checkpoint_blocked()
+        assert reading.get(b"k") == b"2"
+        reading.abort()
+        assert not checkpoint_blocked()
+        assert all(not cur.connection.in_transaction for cur in store._idle)
+    finally:
+        other.close()
+
+
+def test_sqlite_close_closes_idle_readers_before_the_writer(make_store: Any) -> None:
+    loc = make_store.location("sqlite")
+    store = make_store.open("sqlite", loc)
+    assert isinstance(store, SqliteStore)
+    with store.begin(write=True) as txn:
+        txn.put(b"k", b"v")
+    txns = [store.begin() for _ in range(4)]
+    for t in txns:
+        assert t.get(b"k") == b"v"
+    conns = [_reader_conn(t) for t in txns]
+    for t in txns:
+        t.commit()
+    assert len(store._idle) >= 4
+    store.close()
+    assert store._idle == []
+    assert all(_is_closed(c) for c in conns)
+    # Only the last connection to close may checkpoint the WAL away: the writer was last.
+    assert not os.path.exists(_sqlite_file(loc) + "-wal")
+
+
+def test_sqlite_reader_that_outlives_close_closes_its_connection(make_store: Any) -> None:
+    loc = make_store.location("sqlite")
+    store = make_store.open("sqlite", loc)
+    with store.begin(write=True) as txn:
+        txn.put(b"k", b"v")
+    for end in ("commit", "abort"):
+        store = make_store.open("sqlite", loc)
+        assert isinstance(store, SqliteStore)
+        txn = store.begin()
+        assert txn.get(b"k") == b"v"
+        conn = _reader_conn(txn)
+        store.close()
+        assert not _is_closed(conn)  # still serving its transaction
+        assert txn.get(b"k") == b"v"
+        getattr(txn, end)()
+        assert _is_closed(conn)
+        assert store._idle == []
+
+
+def test_sqlite_concurrent_readers_see_whole_commits(make_store: Any) -> None:
+    store = make_store.open("sqlite", sync=False, idle_readers=4)
+    assert isinstance(store, SqliteStore)
+    keys = [b"k%02d" % i for i in range(8)]
+    with store.begin(write=True) as txn:
+        for k in keys:
+            txn.put(k, b"%06d" % 0)
+    commits = 150
+    writer_done = threading.Event()
+    failures: list[str] = []
+
+    def writer() -> None:
+        try:
+            for n in range(1, commits + 1):
+                with store.begin(write=True) as txn:
+                    for k in keys:
+                        txn.put(k, b"%06d" % n)
+        except Exception as exc:  # reported below
+            failures.append(f"writer: {exc!r}")
+        finally:
+            writer_done.set()
+
+    def reader(t: int) -> None:
+        last = 0
+        rounds = 0
+        try:
+            while not writer_done.is_set() or rounds < 5:
+                rounds += 1
+                with store.begin() as txn:
+                    first = txn.get(keys[t % len(keys)])
+                    scanned = list(txn.scan(prefix=b"k"))
+                    backwards = list(txn.scan(prefix=b"k", reverse=True, limit=3))
+                    again = txn.get(keys[(t + 3) % len(keys)])
+                values = {first, again} | {v for _k, v in scanned} | {v for _k, v in backwards}
+                if len(values) != 1 or [k for k, _v in scanned] != keys:
+                    failures.append(f"reader {t}: torn snapshot {sorted(values)}")
+                    return
+                (value,) = values
+                if int(value) < last:
+                    failures.append(f"reader {t}: went back from {last} to {int(value)}")
+                    return
+                last = int(value)
+        except Exception as exc:  # reported below
+            failures.append(f"reader {t}: {exc!r}")
+
+    threads = [threading.Thread(target=reader, args=(t,)) for t in range(32)]
+    threads.append(threading.Thread(target=writer))
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not any(th.is_alive() for th in threads)
+    assert not failures, failures[:5]
+    assert len(store._idle) <= 4
+    with store.begin() as txn:
+        assert {v for _k, v in txn.scan()} == {b"%06d" % commits}
 
 
 # -- error translation ----------------------------------------------------------------------------
