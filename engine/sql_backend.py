@@ -803,6 +803,9 @@ class SqliteStore(BatchingStore):
         return _SqliteReadTransaction(self, cur)
 
     def _begin_read(self) -> _SqliteReadTransaction:
+        """A read transaction; begin() does the same inline (the point read's hot path)."""
+        if self._closed:
+            raise errors.StoreClosedError(f"the sqlite store at {self.path} is closed")
         try:
             cur = self._idle.pop()
         except IndexError:
