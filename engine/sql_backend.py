@@ -861,10 +861,6 @@ class SqliteStore(BatchingStore):
         if self.readonly:
             raise errors.ReadOnlyError(f"the sqlite store at {self.path} was opened read-only")
 
-    def _writer(self) -> sqlite3.Connection:
-        assert self._writer_conn is not None
-        return self._writer_conn
-
     @staticmethod
     def _require_transaction(conn: sqlite3.Connection) -> None:
         # SQLite rolls a transaction back by itself after some errors (SQLITE_FULL, IOERR, ...).
@@ -874,7 +870,8 @@ class SqliteStore(BatchingStore):
             raise errors.EngineError("sqlite ended the batch's transaction after an error")
 
     def _batch_open(self) -> sqlite3.Connection:
-        conn = self._writer()
+        conn = self._writer_conn
+        assert conn is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -935,19 +932,16 @@ class SqliteStore(BatchingStore):
         return self._full_disk(translated)
 
     def _batch_apply(self, handle: sqlite3.Connection, writes: dict[bytes, bytes | None]) -> None:
-        puts = []
-        deletes = []
-        for item in writes.items():
-            if item[1] is None:
-                deletes.append((item[0],))
-            else:
-                puts.append(item)
         self._require_transaction(handle)
         try:
+            if None not in writes.values():  # puts only, the common case: no lists to build
+                handle.executemany(_SQLITE_UPSERT_SQL, writes.items())
+                return
+            puts = [(k, v) for k, v in writes.items() if v is not None]
+            deletes = [(k,) for k, v in writes.items() if v is None]
             if puts:
                 handle.executemany(_SQLITE_UPSERT_SQL, puts)
-            if deletes:
-                handle.executemany(_SQLITE_DELETE, deletes)
+            handle.executemany(_SQLITE_DELETE, deletes)
         except sqlite3.Error as exc:
             raise self._write_error(exc) from exc
 
