@@ -10,7 +10,10 @@ What waitress does by itself, and what is added here:
 - ``connection_limit`` bounds the open connections (beyond it, new ones wait in the kernel's
   listen ``backlog``); ``channel_timeout`` closes idle connections, and here also connections
   whose request has not fully arrived after that long (a slow client trickling bytes, which
-  waitress alone would keep open for ever).
+  waitress alone would keep open for ever). Both are checked by the server's maintenance, every
+  ``cleanup_interval`` seconds.
+- The main loop does not spin while a service thread writes its response (see
+  ``GuardedChannel._flush_some_if_lockable``).
 - Errors that waitress answers itself (headers too large 431, body over waitress's own cap 413,
   an unparsable request 400) get the API's JSON error body instead of waitress's plain text.
 """
@@ -25,6 +28,7 @@ from typing import Any
 
 import waitress
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 from waitress.utilities import Error
@@ -78,35 +82,78 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class TimedRequestParser(HTTPRequestParser):
+    """waitress's request parser, stamped with the time the request's first bytes arrived.
+
+    waitress makes one parser per request, when its first bytes are read, and drops it once the
+    request is complete: a channel whose ``request`` is older than ``channel_timeout`` holds a
+    request that has not fully arrived in that time."""
+
+    def __init__(self, adj: Any) -> None:
+        super().__init__(adj)
+        self.started = time.monotonic()
+
+
 class GuardedChannel(HTTPChannel):
-    """A connection whose request must arrive whole within ``channel_timeout`` seconds."""
+    """A connection whose request must arrive whole within ``channel_timeout`` seconds (the
+    server's maintenance closes it otherwise, see ``close_trickling``), answering waitress's own
+    errors with the API's body, and flushing without spinning the main loop.
+
+    Nothing here runs in ``readable()`` / ``writable()``: the main loop calls both for every
+    connection at each turn, under the GIL, so they stay waitress's own.
+    """
 
     error_task_class = JsonErrorTask
-    request_started: float | None = None
+    parser_class = TimedRequestParser
 
-    def received(self, data: bytes) -> bool:
-        before = self.request
-        result = super().received(data)
-        if self.request is None:
-            self.request_started = None
-        elif self.request is not before:
-            self.request_started = time.monotonic()
-        return bool(result)
+    def _flush_some_if_lockable(self, do_close: bool = True) -> None:
+        # The main loop flushes a connection whose request is still being served only "if
+        # lockable", and otherwise tries again at its next turn. But the connection stays
+        # writable, so its next turn is at once: while the service thread holds the buffer's
+        # lock (appending its response and sending it itself, or waiting for the GIL in
+        # between), the main loop spins through every connection and takes the GIL from the very
+        # threads it waits for. Waiting for the lock instead is short: a service thread holds it
+        # only to append and send without blocking, and releases it while it waits for a flush
+        # (Condition.wait), as waitress's own handle_close already relies on.
+        with self.outbuf_lock:
+            self._flush_some(do_close=do_close)
+            if self.total_outbufs_len < self.adj.outbuf_high_watermark:
+                self.outbuf_lock.notify()
 
-    def readable(self) -> bool:
-        # Called by the main loop at least once a second (asyncore_loop_timeout).
-        started = self.request_started
+
+def close_trickling(server: Any, now: float | None = None) -> int:
+    """Mark for closing every connection of ``server`` whose request started arriving more than
+    ``channel_timeout`` seconds ago and is still incomplete (a slow client trickling bytes, which
+    waitress alone keeps open for as long as each byte comes within the timeout). Run by the
+    server's maintenance, every ``cleanup_interval`` seconds; returns how many were marked."""
+    now = time.monotonic() if now is None else now
+    timeout = server.adj.channel_timeout
+    marked = 0
+    for channel in list(server.active_channels.values()):
+        request = channel.request
+        started = getattr(request, "started", None)
         if (
             started is not None
-            and not self.requests
-            and not getattr(self, "will_close", False)
-            and time.monotonic() - started > self.adj.channel_timeout
+            and not channel.requests
+            and not channel.will_close
+            and now - started > timeout
         ):
-            log.info("closing a connection whose request did not arrive within %ss",
-                     self.adj.channel_timeout)
-            self.will_close = True  # writable() is then true and handle_write() closes it
-            return False
-        return bool(super().readable())
+            log.info("closing a connection whose request did not arrive within %ss", timeout)
+            channel.will_close = True  # writable() is then true and handle_write() closes it
+            marked += 1
+    return marked
+
+
+def _guard(server: Any) -> None:
+    """Make one listening server accept into GuardedChannel and close trickling requests."""
+    waitress_maintenance = server.maintenance
+
+    def maintenance(now: float) -> None:
+        waitress_maintenance(now)  # idle connections (waitress's own rule)
+        close_trickling(server)
+
+    server.channel_class = GuardedChannel
+    server.maintenance = maintenance
 
 
 class _Admitted:
@@ -190,8 +237,9 @@ def waitress_options(settings: Settings) -> dict[str, Any]:
         "connection_limit": settings.connection_limit,
         "backlog": settings.backlog,
         "channel_timeout": settings.channel_timeout_s,
-        # How often idle connections are looked for: a few times per timeout.
-        "cleanup_interval": max(1, min(30, settings.channel_timeout_s // 3)),
+        # How often idle and trickling connections are looked for: a few times per timeout, and
+        # at least every 5 s (the look is a walk over the open connections, next to nothing).
+        "cleanup_interval": max(1, min(5, settings.channel_timeout_s // 3)),
         # poll() has no FD_SETSIZE (1024) ceiling on the descriptors it watches; select() has.
         "asyncore_use_poll": True,
         "clear_untrusted_proxy_headers": True,
@@ -213,7 +261,7 @@ def create_server(app: Any, settings: Settings) -> Any:
     # MultiSocketServer whose map holds them: each accepts into a GuardedChannel.
     for candidate in [server, *getattr(server, "map", {}).values()]:
         if isinstance(candidate, BaseWSGIServer):
-            candidate.channel_class = GuardedChannel
+            _guard(candidate)
     server.limiter = limiter
     # waitress warns of its queue depth at every queued request under load; the dispatcher's
     # periodic "overloaded" warning says what matters instead.

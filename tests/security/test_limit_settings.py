@@ -18,7 +18,8 @@ def test_defaults_are_deliberate() -> None:
     assert options["connection_limit"] == 100
     assert options["backlog"] == 128
     assert options["channel_timeout"] == 30
-    assert options["cleanup_interval"] == 10
+    # Idle and trickling connections are looked for every 5 s at most (web/serving.py).
+    assert options["cleanup_interval"] == 5
     assert options["max_request_header_size"] == 64 << 10
     assert options["max_request_body_size"] == 4 << 20
     assert options["expose_tracebacks"] is False
