@@ -24,13 +24,28 @@ def camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def _structure_timestamp(value: Any, _: Any) -> _dt.datetime:
+    # Stored timestamps are format_timestamp's "YYYY-MM-DDTHH:MM:SS.mmmZ", which fromisoformat
+    # reads as UTC in one call; anything else takes parse_timestamp's general path.
+    if type(value) is str and len(value) == 24 and value[-1] == "Z":
+        try:
+            return _dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return parse_timestamp(value, "timestamp")
+
+
+def _structure_optional_str(value: Any, _: Any) -> str | None:
+    # What cattrs does for ``str | None`` (None, else str(value)), without its union dispatch.
+    return None if value is None else str(value)
+
+
 def make_converter() -> cattrs.Converter:
     """A converter whose datetimes are ISO-8601 UTC with milliseconds and ``Z``."""
     converter = cattrs.Converter()
     converter.register_unstructure_hook(_dt.datetime, format_timestamp)
-    converter.register_structure_hook(
-        _dt.datetime, lambda value, _: parse_timestamp(value, "timestamp")
-    )
+    converter.register_structure_hook(_dt.datetime, _structure_timestamp)
+    converter.register_structure_hook(str | None, _structure_optional_str)
     return converter
 
 
@@ -49,9 +64,15 @@ class RecordFormatError(ValueError):
     """Stored bytes this code cannot read (a newer format version, or not a record at all)."""
 
 
+#: The encoder and decoder of stored records, built once (json.dumps with arguments builds an
+#: encoder at every call).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode = json.JSONDecoder().decode
+
+
 def dump_envelope(doc: Mapping[str, Any], version: int) -> bytes:
     """A record's JSON form with its format version, ``{"v": n, ...}``, as compact UTF-8."""
-    return json.dumps({"v": version, **doc}, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode({"v": version, **doc}).encode()
 
 
 def load_envelope(
@@ -60,7 +81,12 @@ def load_envelope(
     """The JSON form stored by :func:`dump_envelope`, upgraded from older format versions
     (``upgrades[n]`` turns a version-n document into n+1) to ``version``."""
     try:
-        doc = json.loads(raw)
+        if type(raw) is bytes and raw[:2] == b'{"':
+            # What dump_envelope wrote: UTF-8 without a BOM. json.loads(bytes) would first
+            # guess the encoding, and the decode below is what it then does.
+            doc = _decode(raw.decode("utf-8", "surrogatepass"))
+        else:
+            doc = json.loads(raw)
         found = doc.pop("v")
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise RecordFormatError(f"not a stored {what}: {exc}") from None

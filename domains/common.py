@@ -33,7 +33,12 @@ def utc_now() -> _dt.datetime:
 
 
 def format_timestamp(ts: _dt.datetime) -> str:
-    ts = ts.astimezone(_dt.UTC)
+    if ts.tzinfo is not _dt.UTC:
+        ts = ts.astimezone(_dt.UTC)
+    if ts.year >= 1000:
+        # Every record carries timestamps, so this runs on every answer: isoformat is one C call
+        # (it truncates to the millisecond as below); "+00:00" becomes "Z".
+        return ts.isoformat(timespec="milliseconds")[:-6] + "Z"
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
@@ -63,7 +68,11 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 def to_millis(ts: _dt.datetime) -> int:
     """Milliseconds since the epoch, exact (no float rounding)."""
-    return (ts - _EPOCH) // _dt.timedelta(milliseconds=1)
+    # (ts - _EPOCH) // timedelta(milliseconds=1), in integers: index keys take it several times
+    # per record, inside write transactions. A timedelta's seconds and microseconds are never
+    # negative, so the floor division below floors the whole.
+    delta = ts - _EPOCH
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
 def from_millis(ms: int) -> _dt.datetime:
@@ -106,10 +115,14 @@ def decode_cursor(cursor: str | None) -> Any:
         raise ValidationError("cursor is not one this server issued", field="cursor") from None
 
 
+#: json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False), built once: json.dumps
+#: with arguments builds an encoder at every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def etag_of(document: Mapping[str, Any]) -> str:
     """A strong version tag of a record's JSON form: it changes whenever any field does."""
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    return hashlib.sha256(_CANONICAL(document).encode()).hexdigest()[:32]
 
 
 def reject_unknown_fields(payload: Mapping[str, Any], allowed: Iterable[str]) -> None:

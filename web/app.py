@@ -17,6 +17,7 @@ import falcon
 from engine.base import Store
 from web import errors
 from web.context import AppContext
+from web.http import encode_json
 from web.middleware import BearerTokenAuth
 from web.openapi import build_document
 from web.resources import service
@@ -41,6 +42,9 @@ def create_app(
     if settings.api_token:
         middleware.append(BearerTokenAuth(settings.api_token))
     app = falcon.App(middleware=middleware)
+    # Falcon's own JSON handler and its output, with the encoder built once instead of per answer.
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+        dumps=encode_json)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     app.resp_options.secure_cookies_by_default = True

@@ -67,7 +67,9 @@ def parse_json_bytes(raw: bytes) -> Any:
         raise ApiError(falcon.HTTP_400, "MALFORMED_JSON", "the body is empty")
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):  # as json.loads(text) says it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _decode(text)
     except UnicodeDecodeError:
         raise ApiError(falcon.HTTP_400, "MALFORMED_JSON", "the body is not valid UTF-8") from None
     except RecursionError:
@@ -78,6 +80,15 @@ def parse_json_bytes(raw: bytes) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+#: json.loads(text, parse_constant=_reject_constant), built once: json.loads with arguments builds
+#: a decoder at every call.
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+#: How every JSON answer is written: json.dumps(document, ensure_ascii=False), which is Falcon's
+#: default, with the encoder built once (see web/app.py).
+encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def read_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
