@@ -188,6 +188,28 @@ def test_sqlite_close_flushes_and_refuses(make_store: Any) -> None:
         assert txn.get(b"k") == b"v"
 
 
+
+def test_sqlite_batch_that_sqlite_ended_is_not_continued_in_autocommit(make_store: Any) -> None:
+    store = make_store.open("sqlite")
+    assert isinstance(store, SqliteStore) and store._writer_conn is not None
+    with store.begin(write=True) as txn:
+        txn.put(b"a", b"1")
+    txn = store.begin(write=True)
+    txn.put(b"a", b"2")
+    txn.put(b"b", b"2")
+    # What SQLite does by itself after some errors (SQLITE_FULL, IOERR, ...).
+    store._writer_conn.execute("ROLLBACK")
+    with pytest.raises(errors.EngineError, match="ended the batch"):
+        txn.get(b"c")
+    with pytest.raises(errors.EngineError, match="ended the batch"):
+        txn.commit()  # rather than writing a and b one by one, each durable on its own
+    with store.begin() as reader:
+        assert list(reader.scan()) == [(b"a", b"1")]
+    with store.begin(write=True) as txn:  # the next batch begins afresh
+        txn.put(b"a", b"3")
+    with store.begin() as reader:
+        assert list(reader.scan()) == [(b"a", b"3")]
+
 # -- SQLite readers -------------------------------------------------------------------------------
 
 
@@ -345,6 +367,35 @@ def test_sqlite_reader_that_outlives_close_closes_its_connection(make_store: Any
         getattr(txn, end)()
         assert _is_closed(conn)
         assert store._idle == []
+
+
+def test_sqlite_closed_read_transaction_stays_closed_while_its_connection_serves_another(
+    make_store: Any,
+) -> None:
+    store = make_store.open("sqlite", idle_readers=1)
+    with store.begin(write=True) as txn:
+        for i in range(300):
+            txn.put(b"k%03d" % i, b"old")
+    txn = store.begin()
+    pages = txn.scan()
+    assert [next(pages)[0] for _ in range(40)] == [b"k%03d" % i for i in range(40)]
+    conn = _reader_conn(txn)
+    txn.commit()
+    assert txn.closed
+    txn.abort()  # a no-op once closed
+    with pytest.raises(errors.TransactionClosedError):
+        txn.commit()
+    with store.begin(write=True) as w:
+        w.put(b"k299", b"new")
+    with store.begin() as other:
+        assert _reader_conn(other) is conn  # the connection went on to the next transaction
+        assert other.get(b"k299") == b"new"
+        with pytest.raises(errors.TransactionClosedError):
+            txn.get(b"k000")
+        with pytest.raises(errors.TransactionClosedError):
+            txn.scan()
+        with pytest.raises(errors.TransactionClosedError):
+            list(pages)  # the next page would have come from the other transaction's snapshot
 
 
 def test_sqlite_concurrent_readers_see_whole_commits(make_store: Any) -> None:
