@@ -62,9 +62,10 @@ def from_env() -> falcon.App:
     """Open the configured store, start the background workers, and return the app."""
     import atexit
 
-    from web.runtime import Runtime
+    from web.runtime import Runtime, freeze_startup_objects
 
     runtime = Runtime.start(Settings.from_env())
     # waitress-serve owns the process here: close the store (flushing group commit) at its exit.
     atexit.register(runtime.stop)
+    freeze_startup_objects()
     return runtime.app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from typing import Any
@@ -52,3 +53,14 @@ class Runtime:
             except Exception:
                 log.exception("stopping %r failed", worker)
         self.store.close()
+
+
+def freeze_startup_objects() -> None:
+    """Move every object made so far out of the cyclic collector's sight (``gc.freeze()``).
+
+    Called once start-up is done: the modules, the app and its routes, the converters and the
+    store (about 36 000 objects) live as long as the process. Left in the oldest generation, each
+    full collection walks them all, 8-12 ms with the GIL held on a 2-core machine, which every
+    request in flight waits out; frozen, a full collection walks only what requests made since.
+    """
+    gc.freeze()

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from web import serving
-    from web.runtime import Runtime
+    from web.runtime import Runtime, freeze_startup_objects
 
     try:
         runtime = Runtime.start(settings)
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Everything made so far lives as long as the process: out of the collector's sight.
+    freeze_startup_objects()
     host, port = server.effective_host, server.effective_port
     log.info("serving %s store on http://%s:%s (threads %d, in flight %d, connections %d)",
              settings.provider, host, port, settings.threads, settings.inflight_limit,
