@@ -41,3 +41,16 @@ def test_the_built_in_png_renderer(tmp_path: Path) -> None:
     pngchart.draw(rows, str(path))
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82")
+
+
+def test_both_http_sides_run_the_servers_default_thread_count() -> None:
+    from tools.bench.core import Config
+    from tools.bench.runner import parse_args
+    from web.settings import Settings
+
+    default = Settings.from_env({}).threads
+    assert Config().http_threads == default
+    assert Config.make(True).http_threads == default
+    assert Config.make(True, http_threads=parse_args(["--http-threads", "3"]).http_threads) \
+        .http_threads == 3
+    assert Config.make(True, http_threads=parse_args([]).http_threads).http_threads == default

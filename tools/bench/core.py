@@ -34,7 +34,9 @@ class Config:
     #: Seconds per HTTP load run.
     http_seconds: float = 3.0
     http_connections: int = 16
-    http_threads: int = 8  # waitress threads, the same on both sides
+    #: Waitress threads, the same on both sides: the server's default (web/settings.py) unless
+    #: set (``--http-threads``).
+    http_threads: int = field(default_factory=lambda: server_default_threads())
     #: Records stored for point reads.
     read_keys: int = 10_000
     value_size: int = 300
@@ -62,6 +64,13 @@ class Config:
             if v is not None:
                 setattr(base, k, v)
         return base
+
+
+def server_default_threads() -> int:
+    """The request threads ``python -m web`` runs with when nothing sets them."""
+    from web.settings import Settings
+
+    return Settings.from_env({}).threads
 
 
 @dataclass

@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="rounds per workload (default 5, quick 3)")
     p.add_argument("--seconds", type=float, help="seconds per engine measurement")
     p.add_argument("--http-seconds", type=float, help="seconds per HTTP load run")
+    p.add_argument("--http-threads", type=int,
+                   help="waitress threads of both HTTP servers (default: the server's default)")
     p.add_argument("--scale-large", type=int, help="records of the large store (scale group)")
     p.add_argument("--load-generator", choices=("auto", "wrk", "python"), default="auto",
                    help="HTTP load generator (auto: wrk when installed)")
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = Config.make(
         args.quick, rounds=args.rounds, engine_seconds=args.seconds,
-        http_seconds=args.http_seconds, scale_large=args.scale_large,
+        http_seconds=args.http_seconds, http_threads=args.http_threads,
+        scale_large=args.scale_large,
         load_generator=args.load_generator,
     )
     own_workdir = args.workdir is None
