@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,61 @@ def _structure_timestamp(value: Any, _: Any) -> _dt.datetime:
 def _structure_optional_str(value: Any, _: Any) -> str | None:
     # What cattrs does for ``str | None`` (None, else str(value)), without its union dispatch.
     return None if value is None else str(value)
+
+
+_TIMESTAMP_TEXT = re.compile(
+    r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+#: The field types whose stored JSON value is also their answered one, and the JSON types of it.
+_PLAIN_TYPES: dict[Any, tuple[type, ...]] = {
+    str: (str,), int: (int,), bool: (bool,), str | None: (str, type(None)), _dt.datetime: (str,),
+}
+
+
+@attrs.frozen
+class AnswerShape:
+    """What a stored document must be for ``to_json(from_bytes(raw))`` to be that document
+    itself: see :func:`answer_shape` and :func:`is_answer_json`."""
+
+    names: tuple[str, ...]
+    types: tuple[tuple[type, ...], ...]
+    timestamps: tuple[str, ...]
+
+
+def answer_shape(cls: type) -> AnswerShape | None:
+    """For a class registered with :func:`register_camel` whose fields are all plain (str, int,
+    bool, ``str | None``, datetime; no validator, no converter), the shape of the documents the
+    converter reads and writes back unchanged; None for any other class."""
+    attrs.resolve_types(cls)
+    names, types, timestamps = [], [], []
+    for field in attrs.fields(cls):
+        allowed = _PLAIN_TYPES.get(field.type)
+        if allowed is None or field.validator is not None or field.converter is not None:
+            return None
+        names.append(camel(field.name))
+        types.append(allowed)
+        if field.type is _dt.datetime:
+            timestamps.append(camel(field.name))
+    return AnswerShape(tuple(names), tuple(types), tuple(timestamps))
+
+
+def is_answer_json(doc: Mapping[str, Any], shape: AnswerShape) -> bool:
+    """``doc`` has exactly the fields of ``shape`` in its order, each value of its exact JSON
+    type (the converter's str(), int(), bool() leave those unchanged), and every timestamp is
+    what format_timestamp writes of the instant it names (a four-digit year)."""
+    if tuple(doc) != shape.names:
+        return False
+    for value, allowed in zip(doc.values(), shape.types, strict=True):
+        if type(value) not in allowed:
+            return False
+    for name in shape.timestamps:
+        text = doc[name]
+        if not _TIMESTAMP_TEXT.fullmatch(text):
+            return False
+        try:
+            _dt.datetime.fromisoformat(text)
+        except ValueError:
+            return False
+    return True
 
 
 def make_converter() -> cattrs.Converter:

@@ -38,7 +38,7 @@ def format_timestamp(ts: _dt.datetime) -> str:
     if ts.year >= 1000:
         # Every record carries timestamps, so this runs on every answer: one %-format is about
         # three times cheaper than strftime plus an f-string, and the same for four-digit years.
-        return "%d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+        return "%d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - twice an f-string's speed
             ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond // 1000)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 

@@ -116,9 +116,15 @@ def index_page(
 
 # -- prompts ------------------------------------------------------------------------------------
 def get(txn: Transaction, prompt_id: str) -> Prompt | None:
+    raw = get_bytes(txn, prompt_id)
+    return None if raw is None else codec.from_bytes(raw)
+
+
+def get_bytes(txn: Transaction, prompt_id: str) -> bytes | None:
+    """The stored bytes of a prompt (decode with codec.from_bytes or codec.json_from_bytes)."""
     if not isinstance(prompt_id, str) or not 0 < len(prompt_id) <= MAX_ID_LENGTH:
         return None  # no such id can exist (and an overlong one is no key)
-    return PROMPTS.get_record(txn, prompt_id)
+    return PROMPTS.get(txn, prompt_id)
 
 
 def insert(txn: Transaction, prompt: Prompt) -> None:

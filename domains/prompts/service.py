@@ -189,6 +189,15 @@ class PromptService:
         with self.store.begin() as txn:
             return self._existing(txn, prompt_id)
 
+    def get_json(self, prompt_id: str) -> dict[str, Any]:
+        """``codec.to_json(self.get(prompt_id))``, without building the record when the stored
+        form already is that JSON (see codec.json_from_bytes)."""
+        with self.store.begin() as txn:
+            raw = repository.get_bytes(txn, prompt_id)
+        if raw is None:
+            raise NotFoundError(f"prompt {prompt_id} does not exist", field="id")
+        return codec.json_from_bytes(raw)
+
     def list(
         self,
         *,

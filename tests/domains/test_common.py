@@ -8,6 +8,7 @@ import hashlib
 import json
 import random
 import zoneinfo
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,83 @@ def test_envelopes_round_trip_and_read_as_json_loads_reads_them() -> None:
                 b'{"\xff": 1}', b"null"]:
         with pytest.raises(RecordFormatError):
             load_envelope(bad, "thing", 2, {})
+
+
+# -- answering a stored prompt as it is ------------------------------------------------------
+def _prompt(rng: random.Random) -> Any:
+    from domains.prompts.models import Prompt
+
+    def text() -> str:
+        return "".join(rng.choice("aé \u2028\"\\\U0001f600z,") for _ in range(rng.randint(0, 12)))
+
+    def when() -> _dt.datetime:
+        return _dt.datetime(rng.randint(1000, 9999), rng.randint(1, 12), rng.randint(1, 28),
+                            rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59),
+                            rng.randint(0, 999) * 1000, tzinfo=_dt.UTC)
+
+    return Prompt(id=str(rng.randint(1, 10**9)), name=text(), category=text(),
+                  prompt_content=text(), version=rng.randint(1, 10**6),
+                  parent_id=rng.choice([None, "7"]), is_active=rng.random() < 0.5,
+                  description=rng.choice([None, text()]), suitable_for_models=text(),
+                  created_at=when(), updated_at=when())
+
+
+def test_a_stored_prompt_is_answered_as_to_json_of_its_record() -> None:
+    from domains.codec_support import is_answer_json
+    from domains.prompts import codec
+
+    rng = random.Random(4)
+    for _ in range(3_000):
+        prompt = _prompt(rng)
+        raw = codec.to_bytes(prompt)
+        doc = codec.json_from_bytes(raw)
+        assert is_answer_json(load_envelope(raw, "prompt", codec.FORMAT_VERSION, {}),
+                              codec._SHAPE)  # the model is not built
+        assert doc == codec.to_json(prompt)
+        assert list(doc) == list(codec.to_json(prompt))
+
+
+@pytest.mark.parametrize("change", [
+    {"createdAt": "2026-02-22T10:15:30.123+00:00"}, {"createdAt": "2026-02-22T10:15:30.123z"},
+    {"createdAt": "2026-02-22 10:15:30.123Z"}, {"createdAt": "2026-02-22T10:15:30.1234Z"},
+    {"createdAt": "2026-02-22"}, {"createdAt": "0999-02-22T10:15:30.123Z"},
+    {"createdAt": "2026-02-30T10:15:30.123Z"}, {"createdAt": "not a time"},
+    {"version": "3"}, {"version": True}, {"isActive": 1}, {"name": 5}, {"parentId": 7},
+    {"extra": "field"}, {"name": None},
+])
+def test_any_other_stored_prompt_takes_the_records_path(change: dict[str, Any]) -> None:
+    from domains.prompts import codec
+
+    doc = codec.to_json(_prompt(random.Random(5)))
+    doc.update(change)
+    raw = dump_envelope(doc, codec.FORMAT_VERSION)
+    try:
+        want: Any = codec.to_json(codec.from_bytes(raw))
+    except Exception as exc:  # the record cannot be read: the answer fails alike
+        with pytest.raises(type(exc)):
+            codec.json_from_bytes(raw)
+        return
+    got = codec.json_from_bytes(raw)
+    assert got == want and list(got) == list(want)
+
+
+def test_missing_and_reordered_fields_take_the_records_path() -> None:
+    from domains.prompts import codec
+
+    doc = codec.to_json(_prompt(random.Random(6)))
+    reordered = dict(reversed(list(doc.items())))
+    got = codec.json_from_bytes(dump_envelope(reordered, codec.FORMAT_VERSION))
+    assert list(got) == list(doc) and got == doc
+    del doc["description"]
+    with pytest.raises(Exception):  # noqa: B017 - as from_bytes fails
+        codec.json_from_bytes(dump_envelope(doc, codec.FORMAT_VERSION))
+
+
+def test_only_classes_of_plain_fields_have_an_answer_shape() -> None:
+    from domains.channel.models import Binding
+    from domains.codec_support import answer_shape
+    from domains.prompts.models import Prompt
+
+    assert answer_shape(Binding) is None  # a nested route
+    shape = answer_shape(Prompt)
+    assert shape is not None and shape.timestamps == ("createdAt", "updatedAt")

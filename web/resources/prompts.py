@@ -56,7 +56,7 @@ class PromptItem:
         self._prompts = ctx.services.prompts
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        send(resp, codec.to_json(self._prompts.get(id)), etag=True)
+        send(resp, self._prompts.get_json(id), etag=True)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         patch = read_object(req, self._ctx.max_body)
