@@ -84,8 +84,45 @@ def encode_element(value: Any, out: bytearray) -> None:
         raise TypeError(f"{type(value).__name__} is not a key element (None, int, bytes, str)")
 
 
+#: Encoded short strings, by value: keys repeat the same few (collection, index and field
+#: names, ids of agents and models), and most of the cost of a key is encoding them again.
+_encoded_str: dict[str, bytes] = {}
+_ENCODED_STR_MAX = 4096  # entries kept; the cache starts over when full
+_ENCODED_STR_LEN = 64  # longer strings are encoded each time
+
+
+def _encode_str(value: str) -> bytes:
+    out = bytearray()
+    _encode_bytes(STR, value.encode("utf-8", "surrogatepass"), out)
+    encoded = bytes(out)
+    if len(value) <= _ENCODED_STR_LEN:
+        if len(_encoded_str) >= _ENCODED_STR_MAX:
+            _encoded_str.clear()
+        _encoded_str[value] = encoded
+    return encoded
+
+
 def pack(values: Iterable[Any]) -> bytes:
     """Encode a tuple of elements into an order-preserving key."""
+    # The common elements (exactly str, non-negative int up to 8 bytes) inline, the rest through
+    # encode_element; the bytes are the same either way (tests/engine/test_keys.py checks).
+    out = bytearray()
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            encoded = _encoded_str.get(value)
+            out += encoded if encoded is not None else _encode_str(value)
+        elif kind is int and 0 < value < 0x1_0000_0000_0000_0000:
+            length = (value.bit_length() + 7) >> 3
+            out.append(INT_ZERO + length)
+            out += value.to_bytes(length, "big")
+        else:
+            encode_element(value, out)
+    return bytes(out)
+
+
+def pack_slow(values: Iterable[Any]) -> bytes:
+    """:func:`pack` without its fast paths: the reference the tests compare it with."""
     out = bytearray()
     for value in values:
         encode_element(value, out)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.keys import clip, id_element, id_string, pack, range_of, unpack
+from engine import keys
+from engine.keys import clip, id_element, id_string, pack, pack_slow, range_of, unpack
 
 # One type per position keeps Python's tuple comparison defined; mixed types are tested apart.
 ints = st.integers(min_value=-(2**200), max_value=2**200)
@@ -46,6 +47,42 @@ def test_order_and_prefix(pair) -> None:
         assert lo <= ka < hi
     else:
         assert not lo <= ka < hi
+
+
+_ELEMENT = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.sampled_from([0, 1, 255, 256, 2**63, 2**64 - 1, 2**64, -1, -(2**64)]),
+    st.text(max_size=80),
+    st.binary(max_size=12),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_ELEMENT, max_size=6))
+def test_fast_paths_encode_exactly_as_the_reference(values) -> None:
+    # pack() inlines str (with a cache of encoded strings) and small non-negative ints; the
+    # store's keys must be byte-identical to the plain element encoder's, cached or not.
+    expected = pack_slow(values)
+    assert pack(values) == expected
+    assert pack(values) == expected  # again, now with the strings cached
+    assert pack(tuple(values)) == expected
+
+
+def test_the_string_cache_is_bounded_and_keeps_encoding_right(monkeypatch) -> None:
+    monkeypatch.setattr(keys, "_encoded_str", {})
+    monkeypatch.setattr(keys, "_ENCODED_STR_MAX", 8)
+    for i in range(50):
+        text = f"name-{i}\x00"
+        assert pack(("c", text, i)) == pack_slow(("c", text, i))
+        assert len(keys._encoded_str) <= 8
+    long_text = "x" * (keys._ENCODED_STR_LEN + 1)
+    assert pack((long_text,)) == pack_slow((long_text,))
+    assert long_text not in keys._encoded_str
+    with pytest.raises(TypeError):
+        pack((True,))
+    with pytest.raises(TypeError):
+        pack((1.5,))
 
 
 def test_type_order_and_edges() -> None:
