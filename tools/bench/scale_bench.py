@@ -28,7 +28,7 @@ from tools.bench.core import (
     key_of,
     timed_loop,
 )
-from tools.bench.engine_bench import engine_store, fill_store
+from tools.bench.engine_bench import engine_store, fill_raw_lmdb, fill_store, raw_lmdb
 
 DAYS = 30
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -125,6 +125,37 @@ def point_reads_at_scale(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
         small.close()
 
 
+@contextmanager
+def raw_point_reads_at_scale(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
+    """The same probes on raw py-lmdb: how much of the drop at scale is LMDB's (and the
+    machine's caches') own, with no engine in between."""
+    large, small = raw_lmdb(tmp), raw_lmdb(tmp)
+    try:
+        fill_raw_lmdb(large, cfg.scale_large, cfg.value_size)
+        fill_raw_lmdb(small, cfg.scale_small, cfg.value_size)
+        probes = min(cfg.scale_small, 10_000)
+
+        def side(env: Any, n: int) -> Side:
+            keys = [key_of((i * 7919) % n) for i in range(probes)]
+
+            def op(i: int) -> None:
+                with env.begin() as txn:
+                    if txn.get(keys[i % len(keys)]) is None:
+                        raise AssertionError("a filled key is missing")
+
+            def run() -> Sample:
+                s = timed_loop(op, cfg.engine_seconds)
+                s.info.update(records=n)
+                return s
+
+            return run
+
+        yield side(large, cfg.scale_large), side(small, cfg.scale_small)
+    finally:
+        large.close()
+        small.close()
+
+
 def comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
     def bind(fn: Any) -> Any:
         return lambda: fn(cfg, tmp)
@@ -142,4 +173,10 @@ def comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
                    f"lmdb point read, {cfg.scale_large:,} records vs {cfg.scale_small:,}",
                    f"{cfg.scale_large:,} records", f"{cfg.scale_small:,} records",
                    bind(point_reads_at_scale), [Target("ops_per_s", ">=", 0.8)], note=note),
+        # No target: the reference for the row above (the same probes, no engine).
+        Comparison("scale_point_read_raw", "scale",
+                   f"raw py-lmdb point read, {cfg.scale_large:,} records vs "
+                   f"{cfg.scale_small:,} (reference)",
+                   f"raw {cfg.scale_large:,} records", f"raw {cfg.scale_small:,} records",
+                   bind(raw_point_reads_at_scale), [], note=note),
     ]
