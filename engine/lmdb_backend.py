@@ -22,7 +22,6 @@ set_mapsize(0) when a transaction reports MapResizedError.
 
 from __future__ import annotations
 
-import collections
 import errno
 import json
 import os
