@@ -27,7 +27,6 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         from domains.registry import build_services
-
         from web.app import create_app
 
         store = open_store(settings.provider, **settings.store_options())
