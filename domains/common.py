@@ -35,12 +35,11 @@ def utc_now() -> _dt.datetime:
 def format_timestamp(ts: _dt.datetime) -> str:
     if ts.tzinfo is not _dt.UTC:
         ts = ts.astimezone(_dt.UTC)
-    if ts.year >= 1000:
-        # Every record carries timestamps, so this runs on every answer: one %-format is about
-        # three times cheaper than strftime plus an f-string, and the same for four-digit years.
-        return "%d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - twice an f-string's speed
-            ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond // 1000)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    # Every record carries timestamps, so this runs on every answer: one %-format is about three
+    # times cheaper than strftime plus an f-string. The year has four digits always (strftime's
+    # %Y gives "999" for the year 999, which ISO 8601 parsers, ours included, refuse).
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - twice an f-string's speed
+        ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond // 1000)
 
 
 def parse_timestamp(text: Any, field: str) -> _dt.datetime:

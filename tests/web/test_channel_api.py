@@ -243,6 +243,19 @@ def test_inbox_and_ack(client: falcon.testing.TestClient) -> None:
                                  params={"limit": "0"}), 400)
 
 
+def test_timestamps_before_the_year_1000_read_back(client: falcon.testing.TestClient) -> None:
+    # ISO 8601 years have four digits: the year 999 is written 0999, and what was accepted must
+    # read back (it was once written "999-..." and the inbox then failed with a 500).
+    put_binding(client)
+    sent = client.simulate_post(INGRESS, json={**ENVELOPE, "externalMessageId": "old",
+                                               "receivedAt": "0999-01-02T03:04:05Z"})
+    assert sent.status_code in (200, 201, 202), sent.text
+    inbox = client.simulate_get("/rest/api/channel-inbox/AGENT/agent-1")
+    assert inbox.status_code == 200, inbox.text
+    [message] = inbox.json["items"]
+    assert "0999-01-02T03:04:05.000Z" in json.dumps(message)
+
+
 def test_receipts_replies_and_outbox(make_client: Callable[..., falcon.testing.TestClient]
                                      ) -> None:
     client = make_client(callback_base_url="http://127.0.0.1:9")
