@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -93,6 +93,25 @@ def usage_statistics(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
         small.close()
 
 
+def _probe_reads(begin: Callable[[], Any], n: int, cfg: Config) -> Side:
+    """Point reads of the same number of distinct keys, spread over a store of ``n`` records,
+    each in a read transaction of its own from ``begin()``."""
+    # 7919 is prime: i * 7919 mod n are distinct keys spread over the whole store.
+    keys = [key_of((i * 7919) % n) for i in range(min(cfg.scale_small, 10_000))]
+
+    def op(i: int) -> None:
+        with begin() as txn:
+            if txn.get(keys[i % len(keys)]) is None:
+                raise AssertionError("a filled key is missing")
+
+    def run() -> Sample:
+        s = timed_loop(op, cfg.engine_seconds)
+        s.info.update(records=n)
+        return s
+
+    return run
+
+
 @contextmanager
 def point_reads_at_scale(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
     large = engine_store(tmp, "lmdb")
@@ -100,26 +119,8 @@ def point_reads_at_scale(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
     try:
         fill_store(large, cfg.scale_large, cfg.value_size)
         fill_store(small, cfg.scale_small, cfg.value_size)
-        # The same number of distinct keys on both sides, spread over the whole key space.
-        probes = min(cfg.scale_small, 10_000)
-
-        def side(store: Store, n: int) -> Side:
-            # 7919 is prime: i * 7919 mod n are distinct keys spread over the whole store.
-            keys = [key_of((i * 7919) % n) for i in range(probes)]
-
-            def op(i: int) -> None:
-                with store.begin() as txn:
-                    if txn.get(keys[i % len(keys)]) is None:
-                        raise AssertionError("a filled key is missing")
-
-            def run() -> Sample:
-                s = timed_loop(op, cfg.engine_seconds)
-                s.info.update(records=n)
-                return s
-
-            return run
-
-        yield side(large, cfg.scale_large), side(small, cfg.scale_small)
+        yield (_probe_reads(large.begin, cfg.scale_large, cfg),
+               _probe_reads(small.begin, cfg.scale_small, cfg))
     finally:
         large.close()
         small.close()
@@ -133,24 +134,8 @@ def raw_point_reads_at_scale(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side
     try:
         fill_raw_lmdb(large, cfg.scale_large, cfg.value_size)
         fill_raw_lmdb(small, cfg.scale_small, cfg.value_size)
-        probes = min(cfg.scale_small, 10_000)
-
-        def side(env: Any, n: int) -> Side:
-            keys = [key_of((i * 7919) % n) for i in range(probes)]
-
-            def op(i: int) -> None:
-                with env.begin() as txn:
-                    if txn.get(keys[i % len(keys)]) is None:
-                        raise AssertionError("a filled key is missing")
-
-            def run() -> Sample:
-                s = timed_loop(op, cfg.engine_seconds)
-                s.info.update(records=n)
-                return s
-
-            return run
-
-        yield side(large, cfg.scale_large), side(small, cfg.scale_small)
+        yield (_probe_reads(large.begin, cfg.scale_large, cfg),
+               _probe_reads(small.begin, cfg.scale_small, cfg))
     finally:
         large.close()
         small.close()
