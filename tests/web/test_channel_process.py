@@ -4,66 +4,19 @@ it delivers every one of them, signed, and the delivery events end SENT."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from tests.domains.channel_support import ENVELOPE, ROUTE, GatewayStub
+from tests.web.server_support import Server
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "process-callback-secret"
 
 
-class Server:
-    def __init__(self, data_dir: Path, callback_url: str) -> None:
-        env = dict(os.environ, PERSISTENCE_PROVIDER="lmdb", AUTOBYTEUS_DATA_DIR=str(data_dir),
-                   CHANNEL_CALLBACK_BASE_URL=callback_url,
-                   CHANNEL_CALLBACK_SHARED_SECRET=SECRET, CHANNEL_CALLBACK_TIMEOUT_MS="2000")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "web", "--port", "0"], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        self.log: list[str] = []
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                self.url = match.group(1)
-                break
-        else:
-            raise AssertionError("the server did not start:\n" + "".join(self.log))
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        rest = self.proc.communicate(timeout=60)[1]
-        self.log.append(rest or "")
-        return self.proc.returncode
+def callback_env(callback_url: str) -> dict[str, str]:
+    return {"CHANNEL_CALLBACK_BASE_URL": callback_url, "CHANNEL_CALLBACK_SHARED_SECRET": SECRET,
+            "CHANNEL_CALLBACK_TIMEOUT_MS": "2000"}
 
 
 def free_port() -> int:
@@ -75,7 +28,7 @@ def free_port() -> int:
 def test_replies_queued_before_a_sigkill_are_delivered_after_restart(tmp_path: Path) -> None:
     port = free_port()  # the gateway's port; nothing listens there yet (the gateway is down)
     callback_url = f"http://127.0.0.1:{port}"
-    server = Server(tmp_path, callback_url)
+    server = Server(tmp_path, **callback_env(callback_url))
     keys = []
     try:
         assert server.call("PUT", "/rest/api/channel-bindings",
@@ -105,7 +58,7 @@ def test_replies_queued_before_a_sigkill_are_delivered_after_restart(tmp_path: P
         server.kill()
 
     gateway = GatewayStub(secret=SECRET, port=port)
-    server = Server(tmp_path, callback_url)
+    server = Server(tmp_path, **callback_env(callback_url))
     try:
         deadline = time.monotonic() + 30
         while set(gateway.delivered) != set(keys):
