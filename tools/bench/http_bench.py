@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -42,6 +43,8 @@ ROUTE = {"provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "benc
          "peerId": "bench-peer"}
 CONVERSATION = {"agentId": "bench-agent", "llmModel": "gpt-bench", "promptTokens": 120,
                 "completionTokens": 80, "promptCost": 0.0012, "completionCost": 0.0024}
+#: The conversation above with a token count that validation refuses (400, nothing stored).
+REFUSED_CONVERSATION = {**CONVERSATION, "promptTokens": -120}
 
 WRK_SCRIPT = r"""
 -- Raw HTTP/1.1 requests from a file (separated by NUL bytes); wrk thread k of n sends entries
@@ -209,7 +212,8 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: str) -> Sample:
+def run_wrk(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: str,
+            refusals_expected: bool = False) -> Sample:
     threads = 2
     script = os.path.join(workdir, "raw.lua")
     if not os.path.exists(script):
@@ -227,8 +231,12 @@ def run_wrk(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: st
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
     r = json.loads(lines[-1])
-    errors = sum(r[k] for k in ("status_errors", "connect_errors", "read_errors",
-                                "write_errors", "timeouts"))
+    # wrk counts every answer outside 2xx/3xx as a status error: where refusals are the point
+    # (the 400 reference), they are answers, and the setup checked that they are 400s.
+    kinds = ("connect_errors", "read_errors", "write_errors", "timeouts")
+    if not refusals_expected:
+        kinds = ("status_errors", *kinds)
+    errors = sum(r[k] for k in kinds)
     if errors > r["requests"] * 0.01:
         raise RuntimeError(f"wrk saw {errors} errors of {r['requests']} requests: {r}")
     return Sample({"ops_per_s": r["requests"] / (r["duration_us"] / 1e6),
@@ -237,7 +245,8 @@ def run_wrk(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: st
                    "distinct_requests": len(reqs), "generator": "wrk"})
 
 
-def run_python_load(server: ServerProcess, reqs: list[Request], cfg: Config) -> Sample:
+def run_python_load(server: ServerProcess, reqs: list[Request], cfg: Config,
+                    refusals_expected: bool = False) -> Sample:
     """One thread per connection, keep-alive, each request timed."""
     conns = cfg.http_connections
     deadline = time.perf_counter() + cfg.http_seconds
@@ -259,7 +268,7 @@ def run_python_load(server: ServerProcess, reqs: list[Request], cfg: Config) -> 
                 conn.request(method, path, body=body or None, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
-                if resp.status >= 400:
+                if resp.status >= (500 if refusals_expected else 400):
                     errors[c] += 1
             except (OSError, http.client.HTTPException):
                 errors[c] += 1
@@ -287,11 +296,12 @@ def run_python_load(server: ServerProcess, reqs: list[Request], cfg: Config) -> 
                    "distinct_requests": len(reqs), "generator": "python"})
 
 
-def load(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: str) -> Sample:
+def load(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: str,
+         refusals_expected: bool = False) -> Sample:
     use_wrk = cfg.load_generator == "wrk" or (cfg.load_generator == "auto" and have_wrk())
     if use_wrk:
-        return run_wrk(server, reqs, cfg, workdir)
-    return run_python_load(server, reqs, cfg)
+        return run_wrk(server, reqs, cfg, workdir, refusals_expected)
+    return run_python_load(server, reqs, cfg, refusals_expected)
 
 
 # -- workloads -------------------------------------------------------------------------------
@@ -313,6 +323,16 @@ def http_workload(kind: str) -> Any:
                 fixed = [("GET", f"/rest/api/prompts/{prompt['id']}", {}, b"")]
             elif kind == "post_usage":
                 fixed = [json_post("/rest/api/token-usage/conversations", CONVERSATION)]
+            elif kind == "post_refused":
+                # The same route and a body of the same size that validation refuses (400):
+                # everything a usage POST costs except the write.
+                try:
+                    ours.call("POST", "/rest/api/token-usage/conversations",
+                              REFUSED_CONVERSATION)
+                    raise AssertionError("the refused conversation was accepted")
+                except urllib.error.HTTPError as exc:
+                    assert exc.code == 400, exc
+                fixed = [json_post("/rest/api/token-usage/conversations", REFUSED_CONVERSATION)]
             else:
                 status, _ = ours.call("PUT", "/rest/api/channel-bindings",
                                       {**ROUTE, "targetType": "AGENT", "agentId": "bench-agent"})
@@ -325,7 +345,8 @@ def http_workload(kind: str) -> Any:
             def requests() -> list[Request]:
                 return fixed or ingress_requests(per_run)
 
-            yield (lambda: load(ours, requests(), cfg, workdir)), \
+            refused = kind == "post_refused"
+            yield (lambda: load(ours, requests(), cfg, workdir, refused)), \
                 (lambda: load(bare, requests(), cfg, workdir))
 
     return setup
@@ -347,6 +368,12 @@ def comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
                    f"POST token-usage conversation, durable lmdb, {common}", "server (lmdb)",
                    "bare Falcon", bind(http_workload("post_usage")),
                    [Target("ops_per_s", ">=", 0.6), p99]),
+        # No target: the reference for the row above (the same route and body size, refused
+        # by validation, so nothing is written): what the write itself costs is the difference.
+        Comparison("http_post_refused", "http",
+                   f"POST token-usage conversation refused by validation (400, no write; "
+                   f"reference), {common}", "server (lmdb)", "bare Falcon",
+                   bind(http_workload("post_refused")), []),
         Comparison("http_ingress", "http",
                    f"signed idempotent channel-ingress POST, unique ids, lmdb, {common}",
                    "server (lmdb)", "bare Falcon", bind(http_workload("ingress")),
