@@ -14,14 +14,15 @@ def test_a_tiny_run_writes_json_markdown_and_a_chart(tmp_path: Path) -> None:
     out = tmp_path / "out"
     code = main([
         "--quick", "--only", "lmdb_point_read", "--only", "lmdb_write_1",
-        "--only", "http_get_prompt", "--rounds", "2", "--seconds", "0.05",
+        "--only", "http_get_prompt", "--only", "http_post_refused",
+        "--rounds", "2", "--seconds", "0.05",
         "--http-seconds", "0.3", "--load-generator", "python",
         "--out", str(out), "--workdir", str(tmp_path / "work"),
     ])
     assert code == 0
     result = json.loads((out / "results.json").read_text())
     names = [w["name"] for w in result["workloads"]]
-    assert names == ["lmdb_point_read", "lmdb_write_1", "http_get_prompt"]
+    assert names == ["lmdb_point_read", "lmdb_write_1", "http_get_prompt", "http_post_refused"]
     for w in result["workloads"]:
         assert w["error"] is None
         assert len(w["rounds"]) == 2
@@ -54,3 +55,19 @@ def test_both_http_sides_run_the_servers_default_thread_count() -> None:
     assert Config.make(True, http_threads=parse_args(["--http-threads", "3"]).http_threads) \
         .http_threads == 3
     assert Config.make(True, http_threads=parse_args([]).http_threads).http_threads == default
+
+
+def test_the_platform_probe_measures_what_it_names() -> None:
+    from tools.bench import platform_probe
+
+    result = platform_probe.run(0.02)
+    ops = [r["operation"] for r in result["lmdb_gil"]]
+    assert ops == ["get (read txn)", "put (write txn)", "putmulti, per item",
+                   "getmulti, per item"]
+    for r in result["lmdb_gil"]:
+        assert r["alone_per_s"] > 0 and r["with_a_python_thread_per_s"] > 0
+    assert result["hand_over"][0]["round_trips_per_s"] > 0
+    assert [r["unit"] for r in result["after_sleep"]][0] == "back to back"
+    assert all(r["cpu_us_per_unit"] >= 0 for r in result["after_sleep"])
+    table = platform_probe.markdown(result)
+    assert "| get (read txn) |" in table and "round trips /s" in table
