@@ -323,13 +323,15 @@ class _Ticket:
     is the cheapest wake-up there is, and every write makes one.
     """
 
-    __slots__ = ("writes", "error", "waiting")
+    __slots__ = ("writes", "error", "waiting", "lead")
 
     def __init__(self, writes: dict[bytes, bytes | None]) -> None:
         self.writes = writes
         self.error: BaseException | None = None
         self.waiting = _allocate_lock()
         self.waiting.acquire()
+        #: Set when the member is woken not because its batch is durable but to flush it.
+        self.lead = False
 
     def wait(self) -> None:
         self.waiting.acquire()
@@ -562,6 +564,8 @@ class BatchingStore(Store):
         self._leave(batch)
         if ticket is not None:
             ticket.wait()
+            if ticket.lead:
+                self._flush_and_hand_over(batch)
             if ticket.error is not None:
                 raise ticket.error
 
@@ -595,7 +599,12 @@ class BatchingStore(Store):
         raise errors.EngineError("the batch could not be rebuilt after 8 attempts")
 
     def _leave(self, batch: _Batch) -> None:
-        """Flush if nobody is queued behind us (or the batch is full); release the mutex."""
+        """Flush if nobody is queued behind us (or the batch is full); release the mutex.
+
+        Pipelined: if a flush is still running, the batch stays open (later writers join it)
+        and the flusher, once done, seals it and wakes one of its members to flush it. Nobody
+        waits for a flush while holding the writer mutex, so writers do not pile up behind it.
+        """
         sealed = False
         try:
             if not batch.tickets:
@@ -603,9 +612,12 @@ class BatchingStore(Store):
                 # SQLite, the database's write lock) open while no one writes.
                 self._discard_batch(batch)
                 return
-            if self._queued and len(batch.tickets) < MAX_BATCH_MEMBERS and not self._closing:
+            roomy = len(batch.tickets) < MAX_BATCH_MEMBERS and not self._closing
+            if self._queued and roomy:
                 return  # a queued writer will flush, carrying our changes with its own
             if self.pipelined:
+                if roomy and self._flushing():
+                    return  # the running flush hands this batch over when it ends
                 self._seal(batch)
                 sealed = True
             else:
@@ -613,7 +625,24 @@ class BatchingStore(Store):
         finally:
             self._writer_mutex.release()
         if sealed:
-            self._flush(batch)
+            self._flush_and_hand_over(batch)
+
+    def _flushing(self) -> bool:
+        inflight = self._inflight
+        return inflight is not None and not inflight.flushed()
+
+    def _flush_and_hand_over(self, batch: _Batch) -> None:
+        """Flush a sealed batch, then seal the batch that filled up meanwhile, if any, and wake
+        one of its members to flush it (each flush runs in a thread whose write it carries)."""
+        self._flush(batch)
+        with self._writer_mutex:
+            following = self._batch
+            if following is None or not following.tickets or self._closing or self._flushing():
+                return  # nothing waits, close() flushes it, or that flush hands over itself
+            self._seal(following)
+            leader = following.tickets[-1]
+            leader.lead = True
+        leader.waiting.release()
 
     def _seal(self, batch: _Batch) -> None:
         """Close ``batch`` to new members and make it the batch in flight (writer mutex held)."""

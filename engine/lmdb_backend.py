@@ -238,6 +238,8 @@ class _LmdbBatch:
 
     ``base`` is the pending changes of the batch being flushed when this one opened (group
     commit is pipelined): the snapshot may or may not hold them yet, so reads look there first.
+    For the same reason the snapshot may be replaced by a later one while the batch is open (a
+    flush that grows the map releases it, see ``LmdbStore._release_open_snapshot``).
     """
 
     __slots__ = ("snapshot", "token", "pending", "base")
@@ -451,7 +453,30 @@ class LmdbStore(BatchingStore):
                     f"the LMDB map cannot grow from {current} to {target} bytes: {exc}"
                 ) from exc
 
+        self._release_open_snapshot()
         self._gate.exclusive(resize)
+
+    def _release_open_snapshot(self) -> None:
+        """Let a flush grow the map although a batch is open meanwhile.
+
+        The open batch stays open for as long as a flush runs (its writers join it), so the flush
+        must not wait for its snapshot: release it, under the writer mutex so that no member is
+        reading. The batch takes a new snapshot at its next read, after the resize; read through
+        the pending changes of the batch in flight, the new snapshot is the same state as the
+        old one (this process is the only writer, and if that flush fails, so does this batch).
+        """
+        mutex = self._writer_mutex
+        # close() holds the mutex while it waits for this flush; it seals the open batch, which
+        # releases the snapshot, so there is then nothing to do here.
+        while not mutex.acquire(timeout=0.01):
+            if self._closing:
+                return
+        try:
+            batch = self._batch
+            if batch is not None and batch.handle is not None:
+                self._release_snapshot(batch.handle)
+        finally:
+            mutex.release()
 
     def _maybe_grow(self) -> None:
         info = self._env.info()
@@ -469,13 +494,25 @@ class LmdbStore(BatchingStore):
         return self._open_batch(sealed.pending)
 
     def _open_batch(self, base: WriteSet | None) -> _LmdbBatch:
+        snapshot, token = self._counted_snapshot()
+        return _LmdbBatch(snapshot, token, base)
+
+    def _counted_snapshot(self) -> tuple[lmdb.Transaction, object]:
+        """A read transaction for a batch, and the gate's token that counts it."""
         gate = self._gate
         token = gate.token  # counted by the gate while this frame or the batch holds it
         while gate.resizing:
             del token
             gate.wait_resize()
             token = gate.token
-        return _LmdbBatch(self._begin_lmdb_read(), token, base)
+        return self._begin_lmdb_read(), token
+
+    def _snapshot_of(self, handle: _LmdbBatch) -> lmdb.Transaction:
+        snapshot = handle.snapshot
+        if snapshot is None:  # released for a resize while the batch stayed open
+            snapshot, handle.token = self._counted_snapshot()
+            handle.snapshot = snapshot
+        return snapshot
 
     def _release_snapshot(self, batch: _LmdbBatch) -> None:
         if batch.snapshot is not None:
@@ -495,14 +532,12 @@ class LmdbStore(BatchingStore):
             v = handle.base.changes.get(key, _MISSING)
             if v is not _MISSING:
                 return v  # type: ignore[return-value]
-        assert handle.snapshot is not None
-        return handle.snapshot.get(_KEY_PREFIX + key)  # type: ignore[no-any-return]
+        return self._snapshot_of(handle).get(_KEY_PREFIX + key)  # type: ignore[no-any-return]
 
     def _batch_scan(
         self, handle: _LmdbBatch, lo: bytes, hi: bytes | None, reverse: bool
     ) -> Iterator[tuple[bytes, bytes]]:
-        assert handle.snapshot is not None
-        base = _scan_db(handle.snapshot, lo, hi, reverse)
+        base = _scan_db(self._snapshot_of(handle), lo, hi, reverse)
         if handle.base is not None:
             base = handle.base.overlay_scan(base, lo, hi, reverse)
         return handle.pending.overlay_scan(base, lo, hi, reverse)

@@ -277,13 +277,15 @@ def test_opening_one_path_twice_in_a_process_is_refused(tmp_path: Path) -> None:
 class _HeldFlushes(LmdbStore):
     """Flushes wait for ``release`` and then fail with ``fail_with`` if it is set."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self, path: str, **options: object) -> None:
+        super().__init__(path, **options)  # type: ignore[arg-type]
         self.flushing = threading.Event()
         self.release = threading.Event()
         self.fail_with: BaseException | None = None
+        self.flushes = 0
 
     def _batch_commit(self, handle: object) -> None:
+        self.flushes += 1
         self.flushing.set()
         assert self.release.wait(30)
         if self.fail_with is not None:
@@ -332,6 +334,68 @@ def test_group_commit_is_pipelined_writers_run_during_a_flush(tmp_path: Path) ->
     assert second_out[1:] == ["committed"]
     with store.begin() as txn:
         assert list(txn.scan()) == [(b"a", b"1"), (b"b", b"1+1")]
+    store.close()
+
+
+def _wait_for(outcomes: list[list], n: int) -> None:
+    deadline = time.monotonic() + 10
+    while any(len(o) < n for o in outcomes) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_writers_join_the_open_batch_while_a_flush_runs_and_it_is_handed_over(
+    tmp_path: Path,
+) -> None:
+    store = _HeldFlushes(str(tmp_path / "s"))
+    first, first_out = _commit_in_thread(store, lambda txn: txn.put(b"a", b"1"))
+    assert store.flushing.wait(10)
+    # Nobody waits for the held flush while holding the writer mutex: every later writer runs
+    # its transaction now, one after another, and joins the one open batch.
+    later = [
+        _commit_in_thread(store, lambda txn, i=i: txn.put(b"b%d" % i, txn.get(b"a") or b"?"))
+        for i in range(3)
+    ]
+    _wait_for([out for _, out in later], 1)
+    assert [out for _, out in later] == [[True], [True], [True]]
+    assert store.flushes == 1
+    store.release.set()
+    for t, _ in [(first, None), *later]:
+        t.join(10)
+    assert first_out == [True, "committed"]
+    assert [out for _, out in later] == [[True, "committed"]] * 3
+    # The flush of the first batch sealed the second and woke one of its members to flush it.
+    assert store.flushes == 2
+    with store.begin() as txn:
+        assert list(txn.scan()) == [(b"a", b"1"), (b"b0", b"1"), (b"b1", b"1"), (b"b2", b"1")]
+    store.close()
+
+
+def test_a_flush_grows_the_map_while_a_batch_is_open(tmp_path: Path) -> None:
+    # The open batch holds a read snapshot, and stays open until the flush ends: growing the map
+    # (which needs every read transaction closed) must not wait for it.
+    store = _HeldFlushes(str(tmp_path / "s"), map_size=1 << 20)
+    store.release.set()
+    for i in range(10):
+        with store.begin(write=True) as txn:
+            txn.put(b"fill%04d" % i, b"x" * 1500)
+    size = store._env.info()["map_size"]
+    store.release.clear()
+    store.flushing.clear()
+    # A value as large as the whole map: its flush must grow the map.
+    first, first_out = _commit_in_thread(store, lambda txn: txn.put(b"big", b"y" * size))
+    assert store.flushing.wait(10)
+    second, second_out = _commit_in_thread(store, lambda txn: txn.put(b"b", txn.get(b"fill0000")))
+    _wait_for([second_out], 1)
+    assert second_out == [True]  # its batch is open, its snapshot taken
+    started = time.monotonic()
+    store.release.set()
+    first.join(20)
+    second.join(20)
+    assert time.monotonic() - started < 10  # no wait for the open batch's snapshot
+    assert first_out == [True, "committed"] and second_out == [True, "committed"]
+    assert store._env.info()["map_size"] > size
+    with store.begin() as txn:
+        assert txn.get(b"b") == b"x" * 1500 and len(txn.get(b"big")) == size
     store.close()
 
 
