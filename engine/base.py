@@ -453,7 +453,11 @@ class BatchingStore(Store):
     their transactions during the flush instead of queueing behind it. They read through the
     sealed batch's changes (:meth:`_batch_open_after`); their batch is flushed only after it, and
     fails if it failed, since its members may have read what never became durable. At most one
-    batch is in flight: sealing the next one waits for the previous flush to end.
+    batch is in flight: while a flush runs, the next batch stays open (whoever would close it
+    leaves it to the flush, and waits for its own acknowledgement like every member), and the
+    flushing thread, once done, seals it and wakes one of its members to flush it. No writer
+    waits for a flush while it holds the writer mutex (only close(), and a batch grown to
+    MAX_BATCH_MEMBERS, do).
 
     Backends implement the ``_batch_*`` hooks; they run only under the writer mutex, except
     ``_batch_commit`` and ``_batch_abort`` of a sealed batch in a pipelined backend, which run in
@@ -538,8 +542,11 @@ class BatchingStore(Store):
 
     def _new_batch(self) -> _Batch:
         after = self._inflight if self.pipelined else None
-        if after is not None and after.flushed():
+        if after is not None and (after.flushed() or after.error is not None):
             # Flushed already: its changes, if it succeeded, are in any state read from now on.
+            # Or doomed (it read through a batch that failed): none of its changes will land,
+            # so read the durable state, which is what it will be; reading through it would
+            # only fail this batch too, and the next, for as long as writers keep coming.
             after = None
         batch = _Batch(after)
         batch.handle = self._open_handle(batch)

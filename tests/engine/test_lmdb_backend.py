@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -428,6 +429,110 @@ def test_a_failed_flush_fails_the_batch_that_read_through_it(tmp_path: Path) -> 
         txn.put(b"after", b"1")
     with store.begin() as txn:
         assert list(txn.scan()) == [(b"after", b"1"), (b"kept", b"0")]
+    store.close()
+
+
+class _HeldAborts(_HeldFlushes):
+    """Also holds the abort of a batch that fails because the batch it read through failed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.aborting = threading.Event()
+        self.release_abort = threading.Event()
+        self.release_abort.set()
+
+    def _batch_abort(self, handle: object) -> None:
+        if self._inflight is not None and self._inflight.handle is handle \
+                and self._inflight.error is not None and not self.flushing.is_set():
+            self.aborting.set()
+            assert self.release_abort.wait(30)
+        super()._batch_abort(handle)  # type: ignore[arg-type]
+
+
+def test_a_failed_flush_fails_only_the_batch_that_read_through_it(tmp_path: Path) -> None:
+    # A fails; B read through A, so it fails without being written. C, opened while B is being
+    # failed, must not read through B (whose changes will never land): it reads the durable
+    # state and commits, instead of failing in turn (and so on, for as long as writers come).
+    store = _HeldAborts(str(tmp_path / "s"))
+    with store.begin(write=True) as txn:
+        store.release.set()
+        txn.put(b"n", b"0")
+    store.release.clear()
+    store.flushing.clear()
+    store.fail_with = errors.DurabilityError("fsync failed (injected)")
+    a, a_out = _commit_in_thread(store, lambda txn: txn.put(b"n", b"1"))
+    assert store.flushing.wait(10)
+    b, b_out = _commit_in_thread(store, lambda txn: txn.put(b"n", txn.get(b"n") + b"+1"))
+    _wait_for([b_out], 1)
+    store.flushing.clear()
+    store.release_abort.clear()
+    store.release.set()  # A fails; B is failed in turn, and held there
+    assert store.aborting.wait(10)
+    store.fail_with = None
+    c, c_out = _commit_in_thread(store, lambda txn: (txn.get(b"n"), txn.put(b"n", b"c")))
+    _wait_for([c_out], 1)
+    store.release_abort.set()
+    for t in (a, b, c):
+        t.join(10)
+    assert isinstance(a_out[-1], errors.DurabilityError)
+    assert isinstance(b_out[-1], errors.DurabilityError)
+    assert c_out == [(b"0", True), "committed"]  # read the durable state, not B's change
+    with store.begin() as txn:
+        assert txn.get(b"n") == b"c"
+    store.close()
+
+
+class _FlakyFlushes(LmdbStore):
+    """Every flush fails, before anything is written, with probability ``p``."""
+
+    def __init__(self, path: str, p: float, seed: int) -> None:
+        super().__init__(path)
+        self._rng = random.Random(seed)
+        self._p = p
+        self.failed = 0
+
+    def _batch_commit(self, handle: object) -> None:
+        if self._rng.random() < self._p:  # only the flushing thread calls this
+            self.failed += 1
+            self._release_snapshot(handle)  # type: ignore[arg-type]
+            raise errors.DurabilityError("fsync failed (injected)")
+        super()._batch_commit(handle)  # type: ignore[arg-type]
+
+
+def test_acknowledged_increments_survive_random_flush_failures(tmp_path: Path) -> None:
+    # Read-modify-write from many threads while one flush in ten fails: every acknowledged
+    # increment is in the store, and no refused one is (a batch that read through a failed
+    # one must fail with it), and nobody is left waiting.
+    store = _FlakyFlushes(str(tmp_path / "s"), p=0.1, seed=7)
+    keys = [b"c%d" % i for i in range(3)]
+    acked = {k: 0 for k in keys}
+    refused = [0]
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(60):
+            k = rng.choice(keys)
+            try:
+                with store.begin(write=True) as txn:
+                    txn.put(k, b"%d" % (int(txn.get(k) or b"0") + 1))
+            except errors.DurabilityError:
+                with lock:
+                    refused[0] += 1
+                continue
+            with lock:
+                acked[k] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert store.failed > 0 and refused[0] > 0
+    assert sum(acked.values()) + refused[0] == 12 * 60
+    with store.begin() as txn:
+        assert {k: int(txn.get(k) or b"0") for k in keys} == acked
     store.close()
 
 
