@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -105,6 +106,61 @@ def send(
     resp.media = document
     if etag and isinstance(document, Mapping):
         resp.etag = etag_of(document)
+
+
+class AnswerMemo:
+    """The encoded answers (body and ETag) of stored records, by the record's stored bytes.
+
+    An answer is a function of those bytes alone, so an entry never goes stale: a changed record
+    has other bytes, and the entry of the old ones just waits to be dropped. A record read again
+    and again (an agent's prompt) is then answered without decoding, checking and encoding it
+    again, and without hashing its canonical form for the ETag. Bounded: records over
+    ``max_item`` bytes are not kept, and the whole memo is dropped when it would pass
+    ``max_bytes`` (the records still read come straight back).
+    """
+
+    def __init__(self, max_bytes: int = 4 << 20, max_item: int = 64 << 10) -> None:
+        self._entries: dict[bytes, tuple[bytes, str]] = {}
+        self._size = 0
+        self._max_bytes = max_bytes
+        self._max_item = max_item
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def answer(
+        self, raw: bytes, to_document: Callable[[bytes], Mapping[str, Any]]
+    ) -> tuple[bytes, str]:
+        entry = self._entries.get(raw)
+        if entry is not None:
+            return entry
+        document = to_document(raw)
+        # What Falcon's JSON handler (dumps=encode_json) and send(..., etag=True) would answer.
+        entry = (encode_json(document).encode(), etag_of(document))
+        size = len(raw) + len(entry[0])
+        if size <= self._max_item:
+            with self._lock:
+                if self._size + size > self._max_bytes:
+                    self._entries = {}
+                    self._size = 0
+                self._entries[raw] = entry
+                self._size += size
+        return entry
+
+
+def send_stored(
+    resp: falcon.Response,
+    raw: bytes,
+    to_document: Callable[[bytes], Mapping[str, Any]],
+    memo: AnswerMemo,
+) -> None:
+    """Answer 200 with ``to_document(raw)`` and its ETag, as ``send(..., etag=True)`` does."""
+    body, etag = memo.answer(raw, to_document)
+    resp.status = falcon.HTTP_200
+    resp.data = body
+    resp.content_type = falcon.MEDIA_JSON
+    resp.etag = etag
 
 
 def send_page(resp: falcon.Response, page: Page[Any], to_json: Callable[[Any], Any]) -> None:

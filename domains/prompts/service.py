@@ -189,14 +189,15 @@ class PromptService:
         with self.store.begin() as txn:
             return self._existing(txn, prompt_id)
 
-    def get_json(self, prompt_id: str) -> dict[str, Any]:
-        """``codec.to_json(self.get(prompt_id))``, without building the record when the stored
-        form already is that JSON (see codec.json_from_bytes)."""
+    def get_stored(self, prompt_id: str) -> bytes:
+        """The prompt's stored form: ``codec.json_from_bytes`` of it is ``codec.to_json`` of the
+        prompt, without building the record when the stored form already is that JSON. A caller
+        may keep what it derives from these bytes: the same bytes always give the same prompt."""
         with self.store.begin() as txn:
             raw = repository.get_bytes(txn, prompt_id)
         if raw is None:
             raise NotFoundError(f"prompt {prompt_id} does not exist", field="id")
-        return codec.json_from_bytes(raw)
+        return raw
 
     def list(
         self,

@@ -431,3 +431,30 @@ def test_template_resolution_by_model_then_default_else_404(
         params = {"name": "sys", "category": "agent", "model": "gpt-4"}
         del params[missing]
         assert_error(api.simulate_get(path, params=params), 400, field=missing)
+
+
+# -- the GET of one prompt: answered from the stored bytes, the same answer as everywhere --------
+def test_get_answers_byte_for_byte_what_the_write_answered_and_follows_changes(
+    api: falcon.testing.TestClient, clock: ManualClock
+) -> None:
+    made = api.simulate_post(BASE, json={"name": "g", "category": "c", "promptContent": "Hé \u2603",
+                                         "suitableForModels": "gpt"})
+    assert made.status_code == 201
+    path = made.headers["location"]
+    for _ in range(3):  # the first GET builds the answer, the later ones reuse it
+        got = api.simulate_get(path)
+        assert got.status_code == 200
+        assert got.content == made.content
+        assert got.headers["etag"] == made.headers["etag"]
+        assert got.headers["content-type"] == made.headers["content-type"]
+    clock.tick(seconds=5)
+    patched = api.simulate_patch(path, json={"promptContent": "changed"},
+                                 headers={"If-Match": made.headers["etag"]})
+    assert patched.status_code == 200
+    got = api.simulate_get(path)
+    assert got.content == patched.content and got.json["promptContent"] == "changed"
+    assert got.headers["etag"] == patched.headers["etag"] != made.headers["etag"]
+    # The old ETag no longer matches: the answer was not kept past the change.
+    stale = api.simulate_patch(path, json={"description": "x"},
+                               headers={"If-Match": made.headers["etag"]})
+    assert stale.status_code == 412

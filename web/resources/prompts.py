@@ -8,7 +8,15 @@ import falcon
 
 from domains.prompts import codec
 from web.context import AppContext
-from web.http import if_match, query_text, read_object, send, send_page
+from web.http import (
+    AnswerMemo,
+    if_match,
+    query_text,
+    read_object,
+    send,
+    send_page,
+    send_stored,
+)
 from web.resources.doc import (
     BOOL,
     IF_MATCH,
@@ -54,9 +62,10 @@ class PromptItem:
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
         self._prompts = ctx.services.prompts
+        self._answers = AnswerMemo()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        send(resp, self._prompts.get_json(id), etag=True)
+        send_stored(resp, self._prompts.get_stored(id), codec.json_from_bytes, self._answers)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         patch = read_object(req, self._ctx.max_body)
