@@ -36,6 +36,9 @@ FORMAT_VERSION = 1
 #: Group commit gathers at most this many write transactions into one flush, so that a steady
 #: stream of writers cannot postpone everyone's acknowledgement without bound.
 MAX_BATCH_MEMBERS = 512
+#: Pipelined group commit: how many batches in a row one thread flushes before it hands the next
+#: one over to one of its members.
+FLUSHES_PER_THREAD = 4
 
 _MISSING = object()
 
@@ -504,6 +507,11 @@ class BatchingStore(Store):
     def _batch_apply(self, handle: Any, writes: dict[bytes, bytes | None]) -> None:
         """Apply one member's changes to the batch (not yet durable)."""
 
+    def _batch_write(self, handle: Any) -> None:
+        """Pipelined backends, optionally: write a sealed batch's changes without making them
+        durable yet (its _batch_commit then only commits). Called by a thread that will commit
+        the batch itself; a failure here is not reported (_batch_commit writes again)."""
+
     @abstractmethod
     def _batch_commit(self, handle: Any) -> None:
         """Make the batch durable; raise to fail every member of the batch."""
@@ -639,17 +647,39 @@ class BatchingStore(Store):
         return inflight is not None and not inflight.flushed()
 
     def _flush_and_hand_over(self, batch: _Batch) -> None:
-        """Flush a sealed batch, then seal the batch that filled up meanwhile, if any, and wake
-        one of its members to flush it (each flush runs in a thread whose write it carries)."""
-        self._flush(batch)
-        with self._writer_mutex:
-            following = self._batch
-            if following is None or not following.tickets or self._closing or self._flushing():
-                return  # nothing waits, close() flushes it, or that flush hands over itself
-            self._seal(following)
-            leader = following.tickets[-1]
-            leader.lead = True
-        leader.waiting.release()
+        """Flush a sealed batch, and then the batches that filled up meanwhile, up to
+        FLUSHES_PER_THREAD in all; then seal the next one, if any, and wake one of its members
+        to flush it (so that no caller waits for more than a few flushes besides its own).
+
+        When it goes on, this thread writes the next batch (``_batch_write``) before it wakes
+        the members of the batch it just made durable: while they sleep nobody else wants the
+        GIL, which py-lmdb gives up at every put, and once woken they run their next
+        transactions during the next batch's fsync."""
+        for flushes in range(1, FLUSHES_PER_THREAD + 1):
+            self._flush_durably(batch)
+            with self._writer_mutex:
+                following = self._batch
+                if following is None or not following.tickets or self._closing \
+                        or self._flushing():
+                    following = None  # nothing waits, close() flushes it, or that flush hands over
+                else:
+                    self._seal(following)
+                    if flushes == FLUSHES_PER_THREAD:
+                        following.tickets[-1].lead = True
+            if following is None:
+                self._wake(batch)
+                return
+            if flushes == FLUSHES_PER_THREAD:
+                following.tickets[-1].waiting.release()  # the leader flushes it
+                self._wake(batch)
+                return
+            if following.error is None:
+                try:
+                    self._batch_write(following.handle)
+                except Exception:
+                    pass  # _batch_commit writes it again, and reports what still fails
+            self._wake(batch)
+            batch = following
 
     def _seal(self, batch: _Batch) -> None:
         """Close ``batch`` to new members and make it the batch in flight (writer mutex held)."""
@@ -668,6 +698,11 @@ class BatchingStore(Store):
         self._inflight = batch
 
     def _flush(self, batch: _Batch) -> None:
+        self._flush_durably(batch)
+        self._wake(batch)
+
+    def _flush_durably(self, batch: _Batch) -> None:
+        """Commit the batch (or fail it) and mark it flushed; its members are not woken yet."""
         if self._batch is batch:
             self._batch = None
         error: BaseException | None = batch.error
@@ -700,6 +735,11 @@ class BatchingStore(Store):
                     pass
         batch.error = error
         batch.set_flushed()
+
+    @staticmethod
+    def _wake(batch: _Batch) -> None:
+        """Tell every member of a flushed batch its outcome."""
+        error = batch.error
         for t in batch.tickets:
             t.finish(error)
 

@@ -242,13 +242,15 @@ class _LmdbBatch:
     flush that grows the map releases it, see ``LmdbStore._release_open_snapshot``).
     """
 
-    __slots__ = ("snapshot", "token", "pending", "base")
+    __slots__ = ("snapshot", "token", "pending", "base", "written")
 
     def __init__(self, snapshot: lmdb.Transaction, token: object, base: WriteSet | None) -> None:
         self.snapshot: lmdb.Transaction | None = snapshot
         self.token: object | None = token  # the reader gate counts the snapshot by this
         self.pending = WriteSet()
         self.base = base
+        #: The LMDB write transaction holding the changes, once written and until committed.
+        self.written: lmdb.Transaction | None = None
 
 
 class LmdbStore(BatchingStore):
@@ -545,9 +547,37 @@ class LmdbStore(BatchingStore):
     def _batch_apply(self, handle: _LmdbBatch, writes: dict[bytes, bytes | None]) -> None:
         handle.pending.changes.update(writes)
 
+    def _batch_write(self, handle: _LmdbBatch) -> None:
+        """Put the batch's changes into an LMDB write transaction, not yet committed."""
+        self._release_snapshot(handle)
+        try:
+            self._maybe_grow()
+        except errors.EngineError:
+            pass  # try the write anyway: it may fit, and the commit grows or reports
+        txn = self._env.begin(write=True, db=self._data)
+        try:
+            for key, value in handle.pending.changes.items():
+                if value is None:
+                    txn.delete(_KEY_PREFIX + key)
+                else:
+                    txn.put(_KEY_PREFIX + key, value)
+        except BaseException:
+            txn.abort()
+            raise
+        handle.written = txn
+
     def _batch_commit(self, handle: _LmdbBatch) -> None:
         self._release_snapshot(handle)
         changes = handle.pending.changes
+        written, handle.written = handle.written, None
+        if written is not None:
+            try:
+                written.commit()
+                return
+            except (lmdb.MapFullError, lmdb.MapResizedError):
+                pass  # written again below, after growing the map
+            except lmdb.Error as exc:
+                raise self._commit_error(exc, changes) from exc
         try:
             self._maybe_grow()
         except errors.EngineError:
@@ -566,19 +596,27 @@ class LmdbStore(BatchingStore):
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
             except lmdb.Error as exc:
-                error = _wrap(exc, "committing")
-                if isinstance(error, errors.DurabilityError):
-                    # LMDB reports a short write (the disk filled up, or the file reached the
-                    # file-size limit, mid-page) as EIO: tell a full disk from a failing one.
-                    payload = sum(len(k) + len(v or b"") for k, v in changes.items())
-                    reason = out_of_space(self.path, (os.path.join(self.path, "data.mdb"),),
-                                          needed=max(1 << 16, 2 * payload))
-                    if reason is not None:
-                        error = errors.StoreFullError(f"committing: {reason} ({exc})")
-                raise error from exc
+                raise self._commit_error(exc, changes) from exc
         raise errors.StoreFullError("the LMDB map could not be grown enough for this write")
+
+    def _commit_error(
+        self, exc: lmdb.Error, changes: dict[bytes, bytes | None]
+    ) -> errors.EngineError:
+        error = _wrap(exc, "committing")
+        if isinstance(error, errors.DurabilityError):
+            # LMDB reports a short write (the disk filled up, or the file reached the file-size
+            # limit, mid-page) as EIO: tell a full disk from a failing one.
+            payload = sum(len(k) + len(v or b"") for k, v in changes.items())
+            reason = out_of_space(self.path, (os.path.join(self.path, "data.mdb"),),
+                                  needed=max(1 << 16, 2 * payload))
+            if reason is not None:
+                error = errors.StoreFullError(f"committing: {reason} ({exc})")
+        return error
 
     def _batch_abort(self, handle: _LmdbBatch) -> None:
         # The pending changes stay: a batch opened during this one's flush may still read through
         # them (it fails with this one, but its reads must stay consistent until then).
         self._release_snapshot(handle)
+        written, handle.written = handle.written, None
+        if written is not None:
+            written.abort()

@@ -295,7 +295,9 @@ class _HeldFlushes(LmdbStore):
         super()._batch_commit(handle)  # type: ignore[arg-type]
 
 
-def _commit_in_thread(store: LmdbStore, fn: object) -> tuple[threading.Thread, list]:
+def _commit_in_thread(
+    store: LmdbStore, fn: object, name: str | None = None
+) -> tuple[threading.Thread, list]:
     outcome: list = []
 
     def run() -> None:
@@ -306,7 +308,7 @@ def _commit_in_thread(store: LmdbStore, fn: object) -> tuple[threading.Thread, l
         except BaseException as exc:
             outcome.append(exc)
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=run, name=name)
     t.start()
     return t, outcome
 
@@ -368,6 +370,62 @@ def test_writers_join_the_open_batch_while_a_flush_runs_and_it_is_handed_over(
     assert store.flushes == 2
     with store.begin() as txn:
         assert list(txn.scan()) == [(b"a", b"1"), (b"b0", b"1"), (b"b1", b"1"), (b"b2", b"1")]
+    store.close()
+
+
+class _Traced(_HeldFlushes):
+    """Records which thread writes and commits each batch."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.events: list[tuple[str, str]] = []
+
+    def _batch_write(self, handle: object) -> None:
+        self.events.append(("write", threading.current_thread().name))
+        super()._batch_write(handle)  # type: ignore[arg-type]
+
+    def _batch_commit(self, handle: object) -> None:
+        self.events.append(("commit", threading.current_thread().name))
+        super()._batch_commit(handle)
+
+
+def _two_batches(store: _Traced) -> tuple[list, list]:
+    first, first_out = _commit_in_thread(store, lambda txn: txn.put(b"a", b"1"), "first")
+    assert store.flushing.wait(10)
+    later = [_commit_in_thread(store, lambda txn, i=i: txn.put(b"b%d" % i, b"2"), f"later-{i}")
+             for i in range(3)]
+    _wait_for([out for _, out in later], 1)
+    store.release.set()
+    for t, _ in [(first, None), *later]:
+        t.join(10)
+    assert first_out == [True, "committed"]
+    assert [out for _, out in later] == [[True, "committed"]] * 3
+    with store.begin() as txn:
+        assert [k for k, _ in txn.scan()] == [b"a", b"b0", b"b1", b"b2"]
+    return first_out, store.events
+
+
+def test_the_flushing_thread_writes_the_next_batch_before_it_wakes_its_own(
+    tmp_path: Path,
+) -> None:
+    store = _Traced(str(tmp_path / "s"))
+    _, events = _two_batches(store)
+    # The thread that flushed the first batch also flushed the second, and wrote it (its puts)
+    # before it woke the first batch's members.
+    assert events == [("commit", "first"), ("write", "first"), ("commit", "first")]
+    store.close()
+
+
+def test_after_its_share_of_flushes_a_thread_hands_the_next_batch_to_one_of_its_members(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine import base
+
+    monkeypatch.setattr(base, "FLUSHES_PER_THREAD", 1)
+    store = _Traced(str(tmp_path / "s"))
+    _, events = _two_batches(store)
+    assert events[0] == ("commit", "first")
+    assert len(events) == 2 and events[1][0] == "commit" and events[1][1].startswith("later-")
     store.close()
 
 
