@@ -458,20 +458,23 @@ def test_a_flush_grows_the_map_while_a_batch_is_open(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_failed_flush_fails_the_batch_that_read_through_it(tmp_path: Path) -> None:
-    store = _HeldFlushes(str(tmp_path / "s"))
-    with store.begin(write=True) as txn:  # flushed normally
+def _arm_a_failure(store: _HeldFlushes, key: bytes, value: bytes) -> None:
+    """Store one pair, flushed normally; the next flush is then held, and fails."""
+    with store.begin(write=True) as txn:
         store.release.set()
-        txn.put(b"kept", b"0")
+        txn.put(key, value)
     store.release.clear()
     store.flushing.clear()
     store.fail_with = errors.DurabilityError("fsync failed (injected)")
+
+
+def test_a_failed_flush_fails_the_batch_that_read_through_it(tmp_path: Path) -> None:
+    store = _HeldFlushes(str(tmp_path / "s"))
+    _arm_a_failure(store, b"kept", b"0")
     first, first_out = _commit_in_thread(store, lambda txn: txn.put(b"a", b"1"))
     assert store.flushing.wait(10)
     second, second_out = _commit_in_thread(store, lambda txn: txn.put(b"b", txn.get(b"a")))
-    deadline = time.monotonic() + 10
-    while not second_out and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_for([second_out], 1)
     assert second_out == [True]  # its transaction ran, reading a change not yet durable
     store.release.set()
     first.join(10)
@@ -512,12 +515,7 @@ def test_a_failed_flush_fails_only_the_batch_that_read_through_it(tmp_path: Path
     # failed, must not read through B (whose changes will never land): it reads the durable
     # state and commits, instead of failing in turn (and so on, for as long as writers come).
     store = _HeldAborts(str(tmp_path / "s"))
-    with store.begin(write=True) as txn:
-        store.release.set()
-        txn.put(b"n", b"0")
-    store.release.clear()
-    store.flushing.clear()
-    store.fail_with = errors.DurabilityError("fsync failed (injected)")
+    _arm_a_failure(store, b"n", b"0")
     a, a_out = _commit_in_thread(store, lambda txn: txn.put(b"n", b"1"))
     assert store.flushing.wait(10)
     b, b_out = _commit_in_thread(store, lambda txn: txn.put(b"n", txn.get(b"n") + b"+1"))
