@@ -233,6 +233,15 @@ class LmdbReadTransaction(Transaction):
             self._token = None
 
 
+def _put_all(txn: lmdb.Transaction, changes: dict[bytes, bytes | None]) -> None:
+    """Apply a batch's changes (None: delete) to an LMDB write transaction."""
+    for key, value in changes.items():
+        if value is None:
+            txn.delete(_KEY_PREFIX + key)
+        else:
+            txn.put(_KEY_PREFIX + key, value)
+
+
 class _LmdbBatch:
     """A batch: the committed state as one read snapshot, plus everyone's pending changes.
 
@@ -556,11 +565,7 @@ class LmdbStore(BatchingStore):
             pass  # try the write anyway: it may fit, and the commit grows or reports
         txn = self._env.begin(write=True, db=self._data)
         try:
-            for key, value in handle.pending.changes.items():
-                if value is None:
-                    txn.delete(_KEY_PREFIX + key)
-                else:
-                    txn.put(_KEY_PREFIX + key, value)
+            _put_all(txn, handle.pending.changes)
         except BaseException:
             txn.abort()
             raise
@@ -585,11 +590,7 @@ class LmdbStore(BatchingStore):
         for _attempt in range(64):
             try:
                 with self._env.begin(write=True, db=self._data) as txn:
-                    for key, value in changes.items():
-                        if value is None:
-                            txn.delete(_KEY_PREFIX + key)
-                        else:
-                            txn.put(_KEY_PREFIX + key, value)
+                    _put_all(txn, changes)
                 return
             except lmdb.MapFullError:
                 self._grow_map()
