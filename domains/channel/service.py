@@ -25,6 +25,10 @@ Decisions where the specification is silent (also in the report of issue 5):
   event is reset to PENDING only if it had FAILED.
 - An outbox attempt is counted when the entry is leased, so a worker that dies mid-send uses up
   an attempt too (a poison entry cannot loop forever).
+- UNBOUND leaves the ingress key free (domains.md 7.3), but a message whose key is live (it was
+  routed, and its route was unbound since) is still a DUPLICATE, not UNBOUND.
+- A dead letter put back keeps its last error (for the record) until the next attempt's outcome
+  replaces it; its attempt count starts again at 0.
 """
 
 from __future__ import annotations
