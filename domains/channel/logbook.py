@@ -18,9 +18,9 @@ from typing import Any
 #: The recorded error of an outbox attempt is at most this many bytes (UTF-8).
 MAX_ERROR_BYTES = 500
 
-# A hex HMAC-SHA256 (what a signature looks like): never written to the store or the log, even
-# when a gateway's answer quotes one.
-_HEX_DIGEST = re.compile(r"\b[0-9a-fA-F]{64}\b")
+# A hex HMAC-SHA256 (what a signature looks like), or any longer run of hex digits: never written
+# to the store or the log, even when a gateway's answer quotes one.
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64,}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
