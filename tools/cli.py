@@ -7,6 +7,7 @@
     autobyteus-store backup   DEST_DIR             a hot, consistent copy of the store's files
     autobyteus-store migrate  --to PROVIDER ...    copy a whole store to another provider
     autobyteus-store check    [--repair]           index consistency of every domain collection
+    autobyteus-store outbox   list | retry ID      the channel outbox (tools.outbox)
 
 ``autobyteus-dump`` and ``python -m tools.dump`` are ``autobyteus-store dump``; ``python -m tools``
 is ``autobyteus-store``. The store is chosen as the server chooses it (PERSISTENCE_PROVIDER,
@@ -33,6 +34,7 @@ from engine import errors
 from engine.base import Store, Transaction
 from engine.keys import END, pack, unpack
 from tools import dumpfile
+from tools import outbox as outbox_tool
 from tools.common import (
     EXIT_CODES_HELP,
     EXIT_NOT_EMPTY,
@@ -677,6 +679,10 @@ def _unknown_collections(store: Store, known: set[str]) -> list[str]:
             start = pack(("c", info.parts[1])) + END
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    return outbox_tool.run(args, _location(args))
+
+
 # -- the parser ------------------------------------------------------------------------------------
 def _store_options(p: argparse.ArgumentParser, *, migrate: bool = False) -> None:
     g = p.add_argument_group(
@@ -827,6 +833,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive, default=256, metavar="N",
                    help="keys per write transaction (default 256)")
     p.add_argument("--json", action="store_true", help="the count as JSON on stdout")
+
+    p = command("outbox", "the channel outbox: list entries, put a dead letter back",
+                outbox_tool.DESCRIPTION)
+    outbox_tool.add_arguments(p, _store_options)
     return parser
 
 

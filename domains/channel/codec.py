@@ -19,12 +19,16 @@ import attrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from domains.channel.models import (
+    CAPABILITIES,
+    FAILED_RETRY,
+    OUTBOX_PENDING,
     Attachment,
     Binding,
     DeliveryEvent,
     ExternalSource,
     InboxMessage,
     OutboxEntry,
+    OutboxSummary,
     Receipt,
     Route,
 )
@@ -36,6 +40,7 @@ from domains.codec_support import (
     make_converter,
 )
 from domains.common import (
+    format_timestamp,
     parse_timestamp,
     reject_unknown_fields,
     require_object,
@@ -112,6 +117,47 @@ def to_json(record: Any) -> dict[str, Any]:
 
 def route_json(route: Route) -> dict[str, Any]:
     return _route_unstructure(route)
+
+
+# -- answers of the operators' routes -----------------------------------------------------------
+def outbox_entry_json(entry: OutboxEntry) -> dict[str, Any]:
+    """An outbox entry as operators see it: the record plus ``nextAttemptAt`` (its ``dueAt``
+    while it waits for an attempt, null while leased, sent or dead)."""
+    doc = to_json(entry)
+    waiting = entry.status in (OUTBOX_PENDING, FAILED_RETRY)
+    doc["nextAttemptAt"] = doc["dueAt"] if waiting else None
+    return doc
+
+
+def outbox_summary_json(summary: OutboxSummary) -> dict[str, Any]:
+    oldest = summary.oldest_pending_created_at
+    return {
+        "counts": dict(summary.counts),
+        "oldestPendingCreatedAt": None if oldest is None else format_timestamp(oldest),
+        "oldestPendingAgeSeconds": None if summary.oldest_pending_age_seconds is None
+        else round(summary.oldest_pending_age_seconds, 3),
+        "asOf": format_timestamp(summary.as_of),
+    }
+
+
+def capabilities_json() -> dict[str, Any]:
+    """The accepted provider x transport pairs and their targets, from the declaration that
+    binding validation enforces (models.CAPABILITIES)."""
+    items = [{"provider": p, "transport": t, "targetTypes": list(targets)}
+             for (p, t), targets in CAPABILITIES.items()]
+    return {"items": items, "nextCursor": None}
+
+
+def unverified_route(payload: Any) -> str | None:
+    """The routing key a body names, for a log line about a request that failed its signature
+    check (so not trusted): None unless the route's four required fields are strings."""
+    if not isinstance(payload, dict):
+        return None
+    parts = [payload.get(name) for name in _ROUTE_FIELDS]
+    if not all(isinstance(v, str) for v in parts[:4]):
+        return None
+    thread = parts[4] if isinstance(parts[4], str) and parts[4] else "direct"
+    return ":".join([*parts[:4], thread])  # type: ignore[list-item]
 
 
 def to_bytes(record: Any) -> bytes:

@@ -12,16 +12,17 @@ PROVIDERS = ("WHATSAPP", "WECOM", "WECHAT", "DISCORD", "TELEGRAM")
 TRANSPORTS = ("BUSINESS_API", "PERSONAL_SESSION")
 PEER_TYPES = ("USER", "GROUP", "CHANNEL")
 TARGET_TYPES = ("AGENT", "TEAM")
-ALLOWED_PAIRS = frozenset(
-    {
-        ("DISCORD", "BUSINESS_API"),
-        ("TELEGRAM", "BUSINESS_API"),
-        ("WHATSAPP", "BUSINESS_API"),
-        ("WHATSAPP", "PERSONAL_SESSION"),
-        ("WECOM", "BUSINESS_API"),
-        ("WECHAT", "PERSONAL_SESSION"),
-    }
-)
+# What a route of each accepted provider x transport pair can target: the one declaration that
+# binding validation enforces and GET /rest/api/channel-capabilities answers (in this order).
+CAPABILITIES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("WHATSAPP", "BUSINESS_API"): ("AGENT", "TEAM"),
+    ("WHATSAPP", "PERSONAL_SESSION"): ("AGENT", "TEAM"),
+    ("WECOM", "BUSINESS_API"): ("AGENT", "TEAM"),
+    ("WECHAT", "PERSONAL_SESSION"): ("AGENT", "TEAM"),
+    ("DISCORD", "BUSINESS_API"): ("AGENT", "TEAM"),
+    ("TELEGRAM", "BUSINESS_API"): ("AGENT",),
+}
+ALLOWED_PAIRS = frozenset(CAPABILITIES)
 DISCORD_PEER = re.compile(r"^(user|channel):[0-9]+$")
 DISCORD_THREAD = re.compile(r"^[0-9]+$")
 
@@ -195,6 +196,17 @@ class OutboxEntry:
     last_error: str | None
     created_at: _dt.datetime
     updated_at: _dt.datetime
+
+
+@attrs.frozen
+class OutboxSummary:
+    """The outbox at a glance: entries per state, and the oldest one still to be delivered
+    (PENDING, FAILED_RETRY or DISPATCHING) with its age at ``as_of``."""
+
+    counts: dict[str, int]
+    oldest_pending_created_at: _dt.datetime | None
+    oldest_pending_age_seconds: float | None
+    as_of: _dt.datetime
 
 
 @attrs.frozen

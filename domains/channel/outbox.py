@@ -7,11 +7,16 @@ entry was committed before the reply was acknowledged and only a recorded outcom
 
 Each envelope is POSTed as JSON to ``<base URL>/api/server-callback/v1/messages`` with the stdlib
 (urllib), signed when a secret is set (``x-autobyteus-server-timestamp`` and
-``x-autobyteus-server-signature``). Network errors, timeouts, 408, 429 and 5xx are retried after
-min(max_delay, base_delay * 2^(attempt-1)) plus jitter, at most ``max_attempts`` attempts; any
-other answer that is not 2xx, or the last attempt, dead-letters the entry and fails its delivery
-event. Gateways deduplicate by ``callbackIdempotencyKey``, so sending again after a lost answer is
-safe.
+``x-autobyteus-server-signature``). Network errors, timeouts, 401, 403, 408, 429 and 5xx are
+retried after min(max_delay, base_delay * 2^(attempt-1)) plus jitter, at most ``max_attempts``
+attempts (401 and 403 mean a wrong or missing callback secret: an operator fixes the setting and
+the next attempt goes through); any other answer that is not 2xx, or the last attempt,
+dead-letters the entry, fails its delivery event and writes one WARNING line. Gateways deduplicate
+by ``callbackIdempotencyKey``, so sending again after a lost answer is safe.
+
+The recorded error is the answer's status and the start of its body, e.g. ``401
+{"code":"INVALID_SIGNATURE",...}``, at most 500 bytes, with the secret and anything shaped like a
+signature redacted (see :mod:`domains.channel.logbook`).
 """
 
 from __future__ import annotations
@@ -31,13 +36,16 @@ from collections.abc import Callable
 from typing import Any
 
 from domains.channel import signing
+from domains.channel.logbook import RateLimitedLog, safe_text
 from domains.channel.models import OutboxEntry
 from domains.channel.service import ChannelService
 
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/api/server-callback/v1/messages"
-RETRYABLE_STATUSES = frozenset({408, 429})
+RETRYABLE_STATUSES = frozenset({401, 403, 408, 429})
+#: How much of an answer's body is read: the recorded error keeps only its start.
+ANSWER_READ_BYTES = 4096
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -50,19 +58,20 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
-def post_json(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
-    """POST ``body``; the answer's status. Network failures and timeouts raise OSError."""
+def post_json(url: str, body: bytes, headers: dict[str, str], timeout_s: float
+              ) -> tuple[int, bytes]:
+    """POST ``body``; the answer's status and the start of its body. Network failures and
+    timeouts raise OSError."""
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with _OPENER.open(request, timeout=timeout_s) as resp:
-            resp.read()
-            return int(resp.status)
+            return int(resp.status), resp.read(ANSWER_READ_BYTES)
     except urllib.error.HTTPError as exc:  # a non-2xx answer (HTTPError is also an OSError)
         try:
-            exc.read()
+            answer = exc.read(ANSWER_READ_BYTES)
         except Exception:
-            pass
-        return int(exc.code)
+            answer = b""
+        return int(exc.code), answer
     except (TimeoutError, http.client.HTTPException) as exc:
         raise OSError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -85,7 +94,7 @@ class OutboxWorker:
         lease_s: float | None = None,
         poll_interval: float = 1.0,
         batch_size: int = 16,
-        post: Callable[[str, bytes, dict[str, str], float], int] = post_json,
+        post: Callable[[str, bytes, dict[str, str], float], tuple[int, bytes]] = post_json,
         owner: str | None = None,
     ) -> None:
         self.service = service
@@ -111,6 +120,7 @@ class OutboxWorker:
         self._thread: threading.Thread | None = None
         self.delivered = 0
         self.dead_lettered = 0
+        self.dead_letter_log = RateLimitedLog(log)
 
     # -- one pass ------------------------------------------------------------------------------
     def delay_for(self, attempt: int) -> float:
@@ -145,21 +155,24 @@ class OutboxWorker:
 
     def _dispatch(self, entry: OutboxEntry) -> None:
         body, headers = self._body_and_headers(entry)
+        # Nothing recorded may carry the secret or the signature just sent.
+        secrets = (self.secret, headers.get("x-autobyteus-server-signature"))
         try:
-            status = self.post(self.url, body, headers, self.timeout_s)
+            status, answer = self.post(self.url, body, headers, self.timeout_s)
         except OSError as exc:
-            self._failed(entry, f"network error: {exc}", retryable=True)
+            self._failed(entry, safe_text(f"network error: {exc}", secrets), retryable=True)
             return
         except Exception as exc:  # an unexpected failure is treated like a network one
             log.exception("outbox entry %s: dispatch failed", entry.id)
-            self._failed(entry, f"dispatch error: {exc!r}", retryable=True)
+            self._failed(entry, safe_text(f"dispatch error: {exc!r}", secrets), retryable=True)
             return
         if 200 <= status < 300:
             if self.service.mark_sent(entry.id, self.owner, now=self.clock()):
                 self.delivered += 1
             return
         retryable = status in RETRYABLE_STATUSES or 500 <= status < 600
-        self._failed(entry, f"gateway answered HTTP {status}", retryable=retryable)
+        error = safe_text(f"{status} {answer.decode('utf-8', 'replace')}", secrets)
+        self._failed(entry, error, retryable=retryable)
 
     def _failed(self, entry: OutboxEntry, error: str, *, retryable: bool) -> None:
         now = self.clock()
@@ -169,10 +182,15 @@ class OutboxWorker:
                      entry.id, entry.attempts, error, retry_at - now)
             self.service.mark_retry(entry.id, self.owner, now=now, error=error, retry_at=retry_at)
             return
-        log.warning("outbox entry %s: dead-lettered after attempt %d: %s",
-                    entry.id, entry.attempts, error)
         if self.service.mark_dead(entry.id, self.owner, now=now, error=error):
             self.dead_lettered += 1
+            env = entry.envelope
+            route = ":".join(str(env.get(name) or "direct") for name in
+                             ("provider", "transport", "accountId", "peerId", "threadId"))
+            self.dead_letter_log.warning(
+                "channel reply dead-lettered: outbox entry %s (%s), route %s, after %d "
+                "attempts: %s", entry.id, safe_text(entry.callback_idempotency_key, limit=300),
+                safe_text(route, limit=300), entry.attempts, error)
 
     # -- the background thread -----------------------------------------------------------------
     def wake(self) -> None:

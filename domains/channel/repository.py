@@ -39,6 +39,10 @@ from typing import Any
 
 from domains.channel import codec
 from domains.channel.models import (
+    DISPATCHING,
+    FAILED_RETRY,
+    OUTBOX_PENDING,
+    OUTBOX_STATUSES,
     Binding,
     DeliveryEvent,
     InboxMessage,
@@ -108,6 +112,13 @@ COLLECTIONS = [BINDINGS, RECEIPTS, INBOX, DELIVERY_EVENTS, OUTBOX]
 TTL_SPACES = [INGRESS_KEYS, CALLBACK_KEYS]
 
 
+def ingress_key_live(txn: Transaction, key: str, now: float) -> bool:
+    """Whether ``key`` is held and not expired at ``now`` (what reserve() would call a
+    duplicate), without reserving it."""
+    expires = INGRESS_KEYS.expires_at(txn, key)
+    return expires is not None and (expires == 0 or now < expires)
+
+
 # -- pages over an ordered index --------------------------------------------------------------
 def _cursor_key(coll: Collection, index: str, cursor: str | None) -> bytes | None:
     position = decode_cursor(cursor)
@@ -132,6 +143,7 @@ def index_page(
     limit: int,
     cursor: str | None,
     keep: Callable[[Any], bool] | None = None,
+    reverse: bool = False,
 ) -> tuple[list[Any], str | None]:
     """One page of decoded records in index order, and the cursor of the next page.
 
@@ -145,7 +157,8 @@ def index_page(
     last: bytes | None = None
     chunk = limit + 1
     while True:
-        hits = list(coll.query_keys(txn, index, prefix, after=after, limit=chunk))
+        hits = list(coll.query_keys(txn, index, prefix, after=after, limit=chunk,
+                                    reverse=reverse))
         for key, rid in hits:
             record = coll.get_record(txn, rid)
             if record is None or (keep is not None and not keep(record)):
@@ -253,3 +266,23 @@ def next_due_ms(txn: Transaction) -> int | None:
     for key, _ in OUTBOX.query_keys(txn, "due", limit=1):
         return unpack(key[len(OUTBOX.ordered_prefix + pack(("due",))):])[0]  # type: ignore
     return None
+
+
+def outbox_counts(txn: Transaction) -> dict[str, int]:
+    """How many entries are in each state: the status index's keys are counted (no records
+    are read), so this costs one key per entry; operators ask for it, the worker never does."""
+    return {
+        status: sum(1 for _ in txn.scan(prefix=OUTBOX.ordered_prefix + pack(("status", status))))
+        for status in OUTBOX_STATUSES
+    }
+
+
+def oldest_unfinished(txn: Transaction) -> OutboxEntry | None:
+    """The oldest entry not yet SENT or dead-lettered (ids ascend with creation)."""
+    oldest: OutboxEntry | None = None
+    for status in (OUTBOX_PENDING, FAILED_RETRY, DISPATCHING):
+        for rid in OUTBOX.query(txn, "status", (status,), limit=1):
+            o = OUTBOX.get_record(txn, rid)
+            if o is not None and (oldest is None or int(o.id) < int(oldest.id)):
+                oldest = o
+    return oldest

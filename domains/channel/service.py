@@ -25,6 +25,10 @@ Decisions where the specification is silent (also in the report of issue 5):
   event is reset to PENDING only if it had FAILED.
 - An outbox attempt is counted when the entry is leased, so a worker that dies mid-send uses up
   an attempt too (a poison entry cannot loop forever).
+- UNBOUND leaves the ingress key free (domains.md 7.3), but a message whose key is live (it was
+  routed, and its route was unbound since) is still a DUPLICATE, not UNBOUND.
+- A dead letter put back keeps its last error (for the record) until the next attempt's outcome
+  replaces it; its attempt count starts again at 0.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import attrs
 from domains.channel import codec, repository
 from domains.channel.models import (
     ALLOWED_PAIRS,
+    CAPABILITIES,
     DEAD_LETTER,
     DELIVERY_STATUSES,
     DISCORD_PEER,
@@ -67,6 +72,7 @@ from domains.channel.models import (
     InboxMessage,
     IngressResult,
     OutboxEntry,
+    OutboxSummary,
     Receipt,
     ReplyResult,
     Route,
@@ -83,7 +89,12 @@ from domains.common import (
     to_millis,
     utc_now,
 )
-from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
+from domains.errors import (
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    ValidationError,
+)
 from engine.base import Store, Transaction
 from engine.indexes import transact
 
@@ -218,6 +229,11 @@ class ChannelService:
         """Create or replace the binding of a route: (binding, created)."""
         route = normalize_route(provider, transport, account_id, peer_id, thread_id)
         target = normalize_enum(target_type, TARGET_TYPES, "targetType")
+        if target not in CAPABILITIES[(route.provider, route.transport)]:
+            raise ValidationError(
+                f"a {route.provider}:{route.transport} route cannot target a {target}",
+                field="targetType", code="UNSUPPORTED_TARGET",
+            )
         member = _optional_id(target_member_name, "targetMemberName")
         if target == "AGENT":
             agent = _required_id(agent_id, "agentId")
@@ -228,9 +244,6 @@ class ChannelService:
                                       field="targetMemberName")
             team = None
         else:
-            if route.provider == "TELEGRAM":
-                raise ValidationError("a TELEGRAM route cannot target a TEAM", field="targetType",
-                                      code="UNSUPPORTED_TARGET")
             team = _required_id(team_id, "teamId")
             if _optional_id(agent_id, "agentId") is not None:
                 raise ValidationError("agentId is for AGENT targets only", field="agentId")
@@ -325,16 +338,20 @@ class ChannelService:
 
         def fn(txn: Transaction) -> IngressResult:
             now = self._now()
+            b = repository.binding_of_route(txn, env.route)
+            if b is None:
+                # UNBOUND records the receipt but leaves the key free: the gateway's operator
+                # binds the route and replays this very message, which must then be ROUTED.
+                if repository.ingress_key_live(txn, key, now.timestamp()):
+                    return IngressResult(DUPLICATE, key, None)  # routed before, since unbound
+                self._record_receipt(txn, env, None, UNBOUND, now)
+                return IngressResult(UNBOUND, key, None)
             if not repository.INGRESS_KEYS.reserve(txn, key, self.ingress_ttl,
                                                    now=now.timestamp()):
                 return IngressResult(DUPLICATE, key, None)
-            b = repository.binding_of_route(txn, env.route)
-            state = ROUTED if b is not None else UNBOUND
-            self._record_receipt(txn, env, b, state, now)
-            if b is not None:
-                self._enqueue_inbound(txn, env, b, now)
-            return IngressResult(self.routed_word if b is not None else UNBOUND, key,
-                                 None if b is None else b.id)
+            self._record_receipt(txn, env, b, ROUTED, now)
+            self._enqueue_inbound(txn, env, b, now)
+            return IngressResult(self.routed_word, key, b.id)
 
         return self._write(fn)
 
@@ -594,34 +611,75 @@ class ChannelService:
 
         result = self._write(fn)
         if result.published:
-            for listener in list(self.outbox_listeners):
-                try:
-                    listener()
-                except Exception:  # a wake-up is an optimisation; the worker polls anyway
-                    log.exception("outbox listener failed")
+            self._notify_outbox()
         return result
+
+    def _notify_outbox(self) -> None:
+        for listener in list(self.outbox_listeners):
+            try:
+                listener()
+            except Exception:  # a wake-up is an optimisation; the worker polls anyway
+                log.exception("outbox listener failed")
 
     # -- outbox (7.6): what the worker does, and the operators' view ----------------------------
     def list_outbox(
         self, *, status: Any = None, limit: Any = None, cursor: str | None = None
     ) -> Page[OutboxEntry]:
-        """Outbox entries oldest first, all or of one status."""
+        """Outbox entries newest first, all or of one status."""
         n = check_limit(limit)
         with self.store.begin() as txn:
             if status not in (None, ""):
                 word = normalize_enum(status, OUTBOX_STATUSES, "status")
                 items, nxt = repository.index_page(
                     txn, repository.OUTBOX, "status", (word,), limit=n, cursor=cursor,
-                    keep=lambda o: o.status == word,
+                    keep=lambda o: o.status == word, reverse=True,
                 )
                 return Page(items, nxt)
             after = decode_cursor(cursor)
-            if after is not None and not isinstance(after, str):
+            if after is not None and not (isinstance(after, str) and after.isdigit()):
                 raise ValidationError("cursor is not one this list issued", field="cursor")
-            rows = list(repository.OUTBOX.scan(txn, after=after, limit=n + 1))
+            rows = list(repository.OUTBOX.scan(txn, after=after, limit=n + 1, reverse=True))
             entries = [repository.OUTBOX.decode(raw) for _, raw in rows[:n]]
             more = len(rows) > n
         return Page(entries, encode_cursor(entries[-1].id) if more and entries else None)
+
+    def outbox_summary(self) -> OutboxSummary:
+        """Entries per state and the age of the oldest one still to be delivered."""
+        with self.store.begin() as txn:
+            counts = repository.outbox_counts(txn)
+            oldest = repository.oldest_unfinished(txn)
+        now = self._now()
+        if oldest is None:
+            return OutboxSummary(counts, None, None, now)
+        age = max(0.0, (now - oldest.created_at).total_seconds())
+        return OutboxSummary(counts, oldest.created_at, age, now)
+
+    def retry_dead_letter(self, entry_id: str) -> OutboxEntry:
+        """Put a DEAD_LETTER entry back to PENDING with a fresh attempt budget (its last error is
+        kept for the record), and its FAILED delivery event back to PENDING. Any other state is
+        a conflict: a live entry is already on its way, a SENT one arrived."""
+        def fn(txn: Transaction) -> OutboxEntry:
+            o = repository.outbox_entry(txn, entry_id)
+            if o is None:
+                raise NotFoundError(f"outbox entry {entry_id} does not exist", field="id")
+            if o.status != DEAD_LETTER:
+                raise ConflictError(
+                    f"outbox entry {entry_id} is {o.status}; only a DEAD_LETTER entry can be "
+                    "put back", field="status",
+                )
+            now = self._now()
+            event = repository.delivery_event(txn, o.callback_idempotency_key)
+            if event is not None and event.status == FAILED:
+                repository.put_delivery_event(txn, attrs.evolve(
+                    event, status=PENDING, error_message=None, updated_at=now))
+            back = attrs.evolve(o, status=OUTBOX_PENDING, attempts=0, due_at=now,
+                                lease_owner=None, updated_at=now)
+            repository.put_outbox(txn, back)
+            return back
+
+        entry = self._write(fn)
+        self._notify_outbox()
+        return entry
 
     def outbox_entry(self, entry_id: str) -> OutboxEntry:
         with self.store.begin() as txn:

@@ -76,7 +76,10 @@ def routed_turn(service: ChannelService, message_id: str, turn_id: str,
 class GatewayStub:
     """A gateway's callback endpoint on 127.0.0.1: checks signatures, deduplicates by
     ``callbackIdempotencyKey`` and answers according to ``plan`` (one action per request, then
-    202): an int is a status to answer, ``("sleep", s)`` answers 202 only after ``s`` seconds."""
+    202): an int is a status to answer (with a body ``{"code":"HTTP_<status>"}``), ``(status,
+    body_bytes)`` that status with that body, ``("sleep", s)`` answers 202 only after ``s``
+    seconds. Its bodies are the real gateway's: 202 ``{"accepted":true,"duplicate":...}``, 401
+    ``{"code":"INVALID_SIGNATURE",...}``."""
 
     def __init__(self, secret: str | None = None, plan: list[Any] | None = None,
                  port: int = 0) -> None:
@@ -94,10 +97,10 @@ class GatewayStub:
 
             def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = stub.handle(self.path, dict(self.headers.items()), raw)
-                if status is None:
+                answer = stub.handle(self.path, dict(self.headers.items()), raw)
+                if answer is None:
                     return
-                body = b'{"accepted":true}'
+                status, body = answer
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -115,13 +118,14 @@ class GatewayStub:
                                         daemon=True)
         self._thread.start()
 
-    def handle(self, path: str, headers: dict[str, str], raw: bytes) -> int | None:
+    def handle(self, path: str, headers: dict[str, str], raw: bytes
+               ) -> tuple[int, bytes] | None:
         lowered = {k.lower(): v for k, v in headers.items()}
         with self.lock:
             action = self.plan.pop(0) if self.plan else 202
             self.requests.append({"path": path, "headers": lowered, "body": raw})
         if path != "/api/server-callback/v1/messages":
-            return 404
+            return 404, b'{"code":"NOT_FOUND"}'
         if self.secret is not None:
             ts = lowered.get("x-autobyteus-server-timestamp")
             failure = signing.verify(self.secret, ts, lowered.get("x-autobyteus-server-signature"),
@@ -129,17 +133,22 @@ class GatewayStub:
             if failure is not None:
                 with self.lock:
                     self.bad_signatures += 1
-                return 401
+                return 401, json.dumps({"code": failure,
+                                        "message": "Invalid server callback signature."},
+                                       separators=(",", ":")).encode()
         if isinstance(action, tuple) and action[0] == "sleep":
             time.sleep(action[1])
             action = 202
+        if isinstance(action, tuple):
+            return action
         if action != 202:
-            return int(action)
+            return int(action), b'{"code":"HTTP_%d"}' % action
         envelope = json.loads(raw)
         with self.lock:
             # A reply already held is acknowledged again and not kept twice.
+            duplicate = envelope["callbackIdempotencyKey"] in self.delivered
             self.delivered.setdefault(envelope["callbackIdempotencyKey"], envelope)
-        return 202
+        return 202, b'{"accepted":true,"duplicate":%s}' % (b"true" if duplicate else b"false")
 
     def close(self) -> None:
         self.server.shutdown()

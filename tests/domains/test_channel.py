@@ -200,15 +200,52 @@ def test_concurrent_upserts_of_one_route_make_one_binding(svc: ChannelService,
 
 
 # -- ingress (7.2, 7.3) ---------------------------------------------------------------------------
-def test_unbound_then_duplicate_then_bound(svc: ChannelService) -> None:
+def test_unbound_keeps_the_key_free_so_the_replay_after_binding_is_routed_once(
+    svc: ChannelService, store: Store
+) -> None:
     first = ingest(svc)
     assert (first.disposition, first.binding_id, first.duplicate) == ("UNBOUND", None, False)
     assert first.idempotency_key == "WHATSAPP:BUSINESS_API:acc-1:peer-1:direct::m-1"
     receipt = svc.receipt(normalize_route(**ROUTE_ARGS), "m-1")
     assert receipt is not None and receipt.ingress_state == "UNBOUND"
     assert receipt.received_at.isoformat() == "2026-02-22T10:15:30.123000+00:00"
-    again = ingest(svc)  # the key is reserved even though nothing was routed
-    assert again.disposition == "DUPLICATE" and again.duplicate and not again.binding_resolved
+    with store.begin() as txn:  # the receipt is recorded, the key is not reserved
+        assert repository.INGRESS_KEYS.expires_at(txn, ENVELOPE_KEY) is None
+    again = ingest(svc)  # still unbound: UNBOUND again, the one receipt updated
+    assert (again.disposition, again.duplicate) == ("UNBOUND", False)
+    b = bind_agent(svc)
+    replay = ingest(svc)
+    assert (replay.disposition, replay.binding_id, replay.binding_resolved) == \
+        ("ROUTED", b.id, True)
+    receipt = svc.receipt(normalize_route(**ROUTE_ARGS), "m-1")
+    assert (receipt.ingress_state, receipt.agent_id) == ("ROUTED", "agent-1")
+    later = ingest(svc)
+    assert later.disposition == "DUPLICATE" and later.duplicate and not later.binding_resolved
+    assert [m.external_source.external_message_id
+            for m in svc.inbox("AGENT", "agent-1").items] == ["m-1"]
+    with store.begin() as txn:
+        assert len(list(repository.RECEIPTS.scan(txn))) == 1
+    # Unbinding afterwards does not make the routed message new again.
+    svc.delete_binding(b.id)
+    assert ingest(svc).disposition == "DUPLICATE"
+    assert_consistent(store)
+
+
+def test_sixty_four_replays_after_binding_route_once(svc: ChannelService, store: Store) -> None:
+    assert ingest(svc).disposition == "UNBOUND"
+    bind_agent(svc)
+    results = race(64, lambda i: ingest(svc))
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors[:3]
+    dispositions = [r.disposition for r in results]
+    assert dispositions.count("ROUTED") == 1 and dispositions.count("DUPLICATE") == 63
+    assert len(svc.inbox("AGENT", "agent-1").items) == 1
+    assert svc.receipt(normalize_route(**ROUTE_ARGS), "m-1").ingress_state == "ROUTED"
+    assert ingest(svc).disposition == "DUPLICATE"
+    assert_consistent(store)
+
+
+def test_bound_then_a_second_message(svc: ChannelService) -> None:
     b = bind_agent(svc)
     routed = ingest(svc, externalMessageId="m-2", content="second")
     assert (routed.disposition, routed.binding_id, routed.binding_resolved) == \
@@ -318,15 +355,17 @@ def test_idempotency_keys_expire_and_are_swept(store: Store, clock: ManualClock)
 def test_an_expired_key_counts_as_new_even_before_the_sweep(store: Store,
                                                             clock: ManualClock) -> None:
     svc = ChannelService(store, clock=clock, ingress_idempotency_ttl_s=10)
-    assert ingest(svc).disposition == "UNBOUND"
+    bind_agent(svc)
+    assert ingest(svc).disposition == "ROUTED"
     clock.advance(11)
-    assert ingest(svc).disposition == "UNBOUND"
+    assert ingest(svc).disposition == "ROUTED"
     assert ingest(svc).disposition == "DUPLICATE"
 
 
 def test_a_ttl_of_zero_never_expires(store: Store, clock: ManualClock) -> None:
     svc = ChannelService(store, clock=clock, ingress_idempotency_ttl_s=0)
-    assert ingest(svc).disposition == "UNBOUND"
+    bind_agent(svc)
+    assert ingest(svc).disposition == "ROUTED"
     clock.advance(10 * 365 * 86400)
     assert TtlSweeper(store, channel.ttl_spaces(), clock=clock.seconds).run_once() == 0
     assert ingest(svc).disposition == "DUPLICATE"

@@ -4,6 +4,7 @@ clean stop. Backoff runs on an injected clock, so no test waits for it."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from domains.channel.outbox import OutboxWorker
 from domains.channel.service import ChannelService
+from domains.errors import ConflictError, NotFoundError, ValidationError
 from engine.base import Store
 from tests.domains.channel_support import (
     FloatClock,
@@ -77,8 +79,9 @@ def test_retries_through_a_500_and_a_timeout_then_every_reply_arrives(
     statuses = {o.callback_idempotency_key: (o.status, o.attempts) for o in
                 svc.list_outbox().items}
     assert statuses == {k: ("FAILED_RETRY", 1) for k in keys}
-    assert [o.last_error for o in svc.list_outbox().items][0] == "gateway answered HTTP 500"
-    assert "network error" in svc.list_outbox().items[1].last_error
+    errors = {o.callback_idempotency_key: o.last_error for o in svc.list_outbox().items}
+    assert errors[keys[0]] == '500 {"code":"HTTP_500"}'
+    assert errors[keys[1]].startswith("network error")
     assert svc.delivery_event(keys[0]).status == "PENDING"
     assert worker.run_once() == 0  # not due yet: the delay is min(60, 1 * 2^0) + jitter
     drain(worker, clock, svc)
@@ -120,21 +123,174 @@ def test_a_rejected_reply_is_dead_lettered_at_once(svc: ChannelService,
     assert worker.run_once() == 1
     [entry] = svc.list_outbox().items
     assert (entry.status, entry.attempts, entry.last_error) == \
-        ("DEAD_LETTER", 1, "gateway answered HTTP 400")
+        ("DEAD_LETTER", 1, '400 {"code":"HTTP_400"}')
     event = svc.delivery_event(key)
-    assert (event.status, event.error_message) == ("FAILED", "gateway answered HTTP 400")
+    assert (event.status, event.error_message) == ("FAILED", '400 {"code":"HTTP_400"}')
     clock.advance(3600)
     assert worker.run_once() == 0  # a dead letter is never taken again
     assert svc.list_outbox(status="DEAD_LETTER").items == [entry]
 
 
-def test_a_bad_signature_is_a_dead_letter_too(svc: ChannelService, gateway: GatewayStub) -> None:
+@pytest.mark.parametrize("status", [404, 422])
+def test_other_refusals_dead_letter_at_once(svc: ChannelService, gateway: GatewayStub,
+                                            status: int) -> None:
     publish(svc, 1)
+    gateway.plan = [status]
+    make_worker(svc, gateway, FloatClock()).run_once()
+    [entry] = svc.list_outbox().items
+    assert (entry.status, entry.attempts) == ("DEAD_LETTER", 1)
+    assert entry.last_error == f'{status} {{"code":"HTTP_{status}"}}'
+
+
+def test_a_bad_signature_is_retried_until_the_secret_is_fixed(
+    svc: ChannelService, gateway: GatewayStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    [key] = publish(svc, 1)
     clock = FloatClock()
-    worker = make_worker(svc, gateway, clock, shared_secret="wrong")
+    wrong = make_worker(svc, gateway, clock, shared_secret="wrong-secret-value")
+    for _ in range(3):  # 401 is an operator's configuration error: retried with backoff
+        wrong.run_once()
+        clock.advance(60)
+    assert gateway.bad_signatures == 3
+    [entry] = svc.list_outbox().items
+    assert (entry.status, entry.attempts) == ("FAILED_RETRY", 3)
+    assert entry.last_error == \
+        '401 {"code":"INVALID_SIGNATURE","message":"Invalid server callback signature."}'
+    sent = [r["headers"]["x-autobyteus-server-signature"] for r in gateway.requests]
+    assert svc.delivery_event(key).status == "PENDING"
+    # The operator fixes the secret: the next attempt goes through.
+    make_worker(svc, gateway, clock).run_once()
+    assert svc.list_outbox().items[0].status == "SENT"
+    assert list(gateway.delivered) == [key]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    for record in caplog.records:
+        assert "wrong-secret-value" not in record.getMessage()
+        assert not any(sig in record.getMessage() for sig in sent)
+
+
+def test_a_forbidden_callback_is_retried_too(svc: ChannelService, gateway: GatewayStub) -> None:
+    publish(svc, 1)
+    gateway.plan = [403]
+    make_worker(svc, gateway, FloatClock()).run_once()
+    [entry] = svc.list_outbox().items
+    assert (entry.status, entry.last_error) == ("FAILED_RETRY", '403 {"code":"HTTP_403"}')
+
+
+def test_the_recorded_error_is_short_and_keeps_secrets_and_signatures_out(
+    svc: ChannelService, gateway: GatewayStub
+) -> None:
+    publish(svc, 1)
+    # A gateway that echoes what it got: our secret, a signature, and then a lot of text.
+    echoed = json.dumps({"code": "BAD", "secret": SECRET, "sig": "ab" * 32, "more": "ü" * 400},
+                        separators=(",", ":"), ensure_ascii=False).encode()
+    gateway.plan = [(400, echoed)]
+    make_worker(svc, gateway, FloatClock()).run_once()
+    [entry] = svc.list_outbox().items
+    error = entry.last_error
+    assert error.startswith('400 {"code":"BAD","secret":"[redacted]","sig":"[redacted]"')
+    assert SECRET not in error and "ab" * 32 not in error
+    assert len(error.encode()) <= 500 and len(error.encode()) >= 495  # cut, whole characters
+    assert svc.delivery_event(entry.callback_idempotency_key).error_message == error
+
+
+def test_a_dead_letter_writes_one_warning(svc: ChannelService, gateway: GatewayStub,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    publish(svc, 1)
+    gateway.plan = [400]
+    with caplog.at_level("WARNING", logger="domains.channel.outbox"):
+        make_worker(svc, gateway, FloatClock()).run_once()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    line = warnings[0].getMessage()
+    assert "dead-lettered" in line and "external-reply:agent-1:t-0" in line
+    assert "WHATSAPP:BUSINESS_API:acc-1:peer-1:direct" in line and '400 {"code"' in line
+    assert "reply 0" not in line and SECRET not in line  # never the body or the secret
+
+
+def test_a_dead_letter_is_put_back_and_delivered(svc: ChannelService,
+                                                 gateway: GatewayStub) -> None:
+    [key] = publish(svc, 1)
+    gateway.plan = [400]
+    clock = FloatClock()
+    worker = make_worker(svc, gateway, clock)
     worker.run_once()
-    assert gateway.bad_signatures == 1
-    assert svc.list_outbox().items[0].status == "DEAD_LETTER"
+    [dead] = svc.list_outbox(status="DEAD_LETTER").items
+    assert svc.delivery_event(key).status == "FAILED"
+    back = svc.retry_dead_letter(dead.id)
+    assert (back.status, back.attempts, back.lease_owner) == ("PENDING", 0, None)
+    assert back.last_error == dead.last_error  # kept for the record
+    event = svc.delivery_event(key)
+    assert (event.status, event.error_message) == ("PENDING", None)
+    with pytest.raises(ConflictError):  # not dead (PENDING): a conflict
+        svc.retry_dead_letter(dead.id)
+    assert worker.run_once() == 1
+    assert svc.outbox_entry(dead.id).status == "SENT"
+    assert svc.delivery_event(key).status == "SENT"
+    with pytest.raises(ConflictError):  # SENT: a conflict too
+        svc.retry_dead_letter(dead.id)
+    with pytest.raises(NotFoundError):
+        svc.retry_dead_letter("999")
+
+
+def test_a_put_back_entry_has_a_fresh_attempt_budget(svc: ChannelService,
+                                                     gateway: GatewayStub) -> None:
+    publish(svc, 1)
+    gateway.plan = [503] * 3
+    clock = FloatClock()
+    worker = make_worker(svc, gateway, clock, max_attempts=2)
+    drain(worker, clock, svc, step=10.0)
+    [dead] = svc.list_outbox().items
+    assert (dead.status, dead.attempts) == ("DEAD_LETTER", 2)
+    svc.retry_dead_letter(dead.id)
+    worker.run_once()  # the third 503: attempt 1 of a fresh budget of 2, so retried
+    assert (svc.outbox_entry(dead.id).status, svc.outbox_entry(dead.id).attempts) == \
+        ("FAILED_RETRY", 1)
+    drain(worker, clock, svc, step=10.0)
+    assert svc.outbox_entry(dead.id).status == "SENT"
+
+
+def test_the_outbox_lists_newest_first_by_status_and_pages(svc: ChannelService,
+                                                          gateway: GatewayStub) -> None:
+    publish(svc, 5)
+    gateway.plan = [400, 202, 400]  # entries 1 and 3 dead, 2 sent, 4 and 5 still pending
+    worker = make_worker(svc, gateway, FloatClock(), batch_size=3)
+    worker.run_once()
+    assert [o.id for o in svc.list_outbox().items] == ["5", "4", "3", "2", "1"]
+    assert [o.id for o in svc.list_outbox(status="dead_letter").items] == ["3", "1"]
+    assert [o.id for o in svc.list_outbox(status="PENDING").items] == ["5", "4"]
+    for status in (None, "PENDING"):
+        seen, cursor = [], None
+        while True:
+            page = svc.list_outbox(status=status, limit=1, cursor=cursor)
+            seen += [o.id for o in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == (["5", "4", "3", "2", "1"] if status is None else ["5", "4"])
+    with pytest.raises(ValidationError):
+        svc.list_outbox(status="LOST")
+
+
+def test_the_outbox_summary_counts_states_and_ages_the_oldest_pending(
+    store: Store, gateway: GatewayStub
+) -> None:
+    clock = ManualClock()
+    svc = ChannelService(store, clock=clock, callback_configured=True)
+    empty = svc.outbox_summary()
+    assert empty.counts == {"PENDING": 0, "DISPATCHING": 0, "SENT": 0, "FAILED_RETRY": 0,
+                            "DEAD_LETTER": 0}
+    assert empty.oldest_pending_created_at is None and empty.oldest_pending_age_seconds is None
+    publish(svc, 4)  # entry 1 created at t0
+    clock.advance(30)
+    gateway.plan = [202, 400, 503]
+    make_worker(svc, gateway, FloatClock(clock.seconds()), batch_size=3).run_once()
+    clock.advance(12.5)
+    summary = svc.outbox_summary()
+    assert summary.counts == {"PENDING": 1, "DISPATCHING": 0, "SENT": 1, "FAILED_RETRY": 1,
+                              "DEAD_LETTER": 1}
+    # entry 1 is SENT and 2 dead; the oldest still to deliver is 3 (FAILED_RETRY), 42.5 s old
+    assert summary.oldest_pending_created_at == svc.outbox_entry("3").created_at
+    assert summary.oldest_pending_age_seconds == pytest.approx(42.5)
 
 
 def test_the_last_attempt_dead_letters(svc: ChannelService, gateway: GatewayStub) -> None:
@@ -146,7 +302,7 @@ def test_the_last_attempt_dead_letters(svc: ChannelService, gateway: GatewayStub
     [entry] = svc.list_outbox().items
     assert (entry.status, entry.attempts) == ("DEAD_LETTER", 4)
     assert len(gateway.requests) == 4
-    assert svc.delivery_event(key).error_message == "gateway answered HTTP 503"
+    assert svc.delivery_event(key).error_message == '503 {"code":"HTTP_503"}'
 
 
 def test_network_errors_are_retried(svc: ChannelService) -> None:

@@ -123,11 +123,16 @@ def test_ingress_answers(make_client: Callable[..., falcon.testing.TestClient]) 
     key = "WHATSAPP:BUSINESS_API:acc-1:peer-1:direct::m-1"
     assert first.json == {"accepted": True, "duplicate": False, "disposition": "UNBOUND",
                           "bindingResolved": False, "idempotencyKey": key, "bindingId": None}
-    again = client.simulate_post(INGRESS, json=ENVELOPE)
-    assert again.status_code == 202
-    assert again.json == {"accepted": True, "duplicate": True, "disposition": "DUPLICATE",
-                          "bindingResolved": False, "idempotencyKey": key, "bindingId": None}
+    again = client.simulate_post(INGRESS, json=ENVELOPE)  # unbound still: the key stays free
+    assert again.status_code == 202 and again.json == first.json
     binding = put_binding(client).json
+    replay = client.simulate_post(INGRESS, json=ENVELOPE)
+    assert replay.json == {"accepted": True, "duplicate": False, "disposition": "ROUTED",
+                           "bindingResolved": True, "idempotencyKey": key,
+                           "bindingId": binding["id"]}
+    later = client.simulate_post(INGRESS, json=ENVELOPE)
+    assert later.json == {"accepted": True, "duplicate": True, "disposition": "DUPLICATE",
+                          "bindingResolved": False, "idempotencyKey": key, "bindingId": None}
     routed = client.simulate_post(INGRESS, json={**ENVELOPE, "externalMessageId": "m-2"})
     assert routed.json == {"accepted": True, "duplicate": False, "disposition": "ROUTED",
                            "bindingResolved": True,

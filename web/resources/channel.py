@@ -1,12 +1,15 @@
 """External-channel routes (api.md "External channel", domains.md section 7).
 
 The two ingress POSTs read the raw body themselves: when a gateway secret is set, the signature is
-checked over the exact bytes received, before anything is parsed. They ignore fields they do not
-know; every other body here is strict.
+checked over the exact bytes received, before anything is parsed; a refused one writes a
+rate-limited WARNING line (the reason code and the route the body names, never the secret, the
+signature or the body). They ignore fields they do not know; every other body here is strict.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import falcon
 
 from domains.channel import codec, signing
+from domains.channel.logbook import RateLimitedLog, safe_text
 from domains.channel.models import DUPLICATE
 from web.context import AppContext
 from web.errors import ApiError
@@ -44,6 +48,7 @@ from web.resources.doc import (
 )
 
 BASE = "/rest/api"
+log = logging.getLogger("web.channel")
 
 
 def _service(ctx: AppContext) -> Any:
@@ -52,10 +57,12 @@ def _service(ctx: AppContext) -> Any:
 
 # -- the signed ingress -----------------------------------------------------------------------
 def read_signed_body(
-    req: falcon.Request, ctx: AppContext, clock: Callable[[], float] = time.time
+    req: falcon.Request, ctx: AppContext, clock: Callable[[], float] = time.time,
+    refused: RateLimitedLog | None = None,
 ) -> Any:
     """The parsed JSON of an ingress POST: 413 past the limit, 401 on a bad signature (when a
-    gateway secret is set), 415 for another content type, 400 if malformed."""
+    gateway secret is set; logged to ``refused``), 415 for another content type, 400 if
+    malformed."""
     limit = ctx.max_body
     if req.content_length is not None and req.content_length > limit:
         raise ApiError(falcon.HTTP_413, "PAYLOAD_TOO_LARGE",
@@ -74,12 +81,23 @@ def read_signed_body(
             now=clock(),
         )
         if failure is not None:
+            if refused is not None:
+                _log_refused(refused, req, raw, failure)
             raise ApiError(falcon.HTTP_401, failure, _SIGNATURE_DETAIL[failure])
     content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
     if content_type not in JSON_TYPES and not content_type.endswith("+json"):
         raise ApiError(falcon.HTTP_415, "UNSUPPORTED_MEDIA_TYPE",
                        f"the body must be application/json, not {content_type or 'missing'}")
     return parse_json_bytes(raw)
+
+
+def _log_refused(refused: RateLimitedLog, req: falcon.Request, raw: bytes, failure: str) -> None:
+    try:
+        route = codec.unverified_route(json.loads(raw))
+    except ValueError:  # not JSON (or not UTF-8): no route to name
+        route = None
+    refused.warning("channel ingress refused: %s on %s from %s, route %s", failure, req.path,
+                    req.remote_addr, "unknown" if route is None else safe_text(route, limit=300))
 
 
 _SIGNATURE_DETAIL = {
@@ -92,12 +110,13 @@ _SIGNATURE_DETAIL = {
 
 
 class IngressMessages:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, refused: RateLimitedLog) -> None:
         self._ctx = ctx
+        self._refused = refused
         self.clock: Callable[[], float] = time.time
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_signed_body(req, self._ctx, self.clock)
+        body = read_signed_body(req, self._ctx, self.clock, self._refused)
         result = _service(self._ctx).ingest(**codec.parse_envelope(body))
         send(resp, {
             "accepted": True,
@@ -110,12 +129,13 @@ class IngressMessages:
 
 
 class IngressDeliveryEvents:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, refused: RateLimitedLog) -> None:
         self._ctx = ctx
+        self._refused = refused
         self.clock: Callable[[], float] = time.time
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_signed_body(req, self._ctx, self.clock)
+        body = read_signed_body(req, self._ctx, self.clock, self._refused)
         event = _service(self._ctx).record_delivery_event(**codec.parse_delivery_event(body))
         send(resp, {"accepted": True, "status": event.status,
                     "callbackIdempotencyKey": event.callback_idempotency_key}, falcon.HTTP_202)
@@ -240,14 +260,38 @@ class Outbox:
         page = _service(self._ctx).list_outbox(
             status=query_text(req, "status"), limit=query_text(req, "limit"),
             cursor=query_text(req, "cursor"))
-        send_page(resp, page, codec.to_json)
+        send_page(resp, page, codec.outbox_entry_json)
+
+
+class OutboxRetry:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        send(resp, codec.outbox_entry_json(_service(self._ctx).retry_dead_letter(id)))
+
+
+class OutboxSummary:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send(resp, codec.outbox_summary_json(_service(self._ctx).outbox_summary()))
+
+
+class Capabilities:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        send(resp, codec.capabilities_json())
 
 
 def add_routes(app: falcon.App, ctx: AppContext) -> None:
+    # One budget for both ingress routes: a gateway with a wrong secret fails on both.
+    refused = RateLimitedLog(log)
     app.add_route(f"{BASE}/channel-bindings", Bindings(ctx))
     app.add_route(f"{BASE}/channel-bindings/{{id}}", Binding(ctx))
-    app.add_route(f"{BASE}/channel-ingress/v1/messages", IngressMessages(ctx))
-    app.add_route(f"{BASE}/channel-ingress/v1/delivery-events", IngressDeliveryEvents(ctx))
+    app.add_route(f"{BASE}/channel-ingress/v1/messages", IngressMessages(ctx, refused))
+    app.add_route(f"{BASE}/channel-ingress/v1/delivery-events",
+                  IngressDeliveryEvents(ctx, refused))
     app.add_route(f"{BASE}/channel-inbox/{{targetType}}/{{targetId}}", Inbox(ctx))
     app.add_route(f"{BASE}/channel-inbox/{{targetType}}/{{targetId}}/ack", InboxAck(ctx))
     app.add_route(f"{BASE}/channel-receipts/turns", ReceiptTurns(ctx))
@@ -255,6 +299,9 @@ def add_routes(app: falcon.App, ctx: AppContext) -> None:
     app.add_route(f"{BASE}/channel-replies", Replies(ctx))
     app.add_route(f"{BASE}/channel-delivery-events/{{callbackIdempotencyKey}}", DeliveryEvent(ctx))
     app.add_route(f"{BASE}/channel-outbox", Outbox(ctx))
+    app.add_route(f"{BASE}/channel-outbox/{{id}}/retry", OutboxRetry(ctx))
+    app.add_route(f"{BASE}/channel-outbox-summary", OutboxSummary(ctx))
+    app.add_route(f"{BASE}/channel-capabilities", Capabilities())
 
 
 # -- OpenAPI --------------------------------------------------------------------------------
@@ -325,11 +372,21 @@ REPLY_ANSWER = obj({"published": BOOL,
                    ["published", "reason", "callbackIdempotencyKey"])
 OUTBOX_STATUS = {"type": "string",
                  "enum": ["PENDING", "DISPATCHING", "SENT", "FAILED_RETRY", "DEAD_LETTER"]}
+NULL_TIME = {"type": ["string", "null"], "format": "date-time"}
 OUTBOX_ENTRY = obj({"id": STR, "callbackIdempotencyKey": STR, "status": OUTBOX_STATUS,
-                    "attempts": INT, "dueAt": {"type": ["string", "null"], "format": "date-time"},
+                    "attempts": INT, "dueAt": NULL_TIME, "nextAttemptAt": NULL_TIME,
                     "leaseOwner": NSTR, "lastError": NSTR, "envelope": ANY_OBJ,
                     "createdAt": TIME, "updatedAt": TIME},
-                   ["id", "callbackIdempotencyKey", "status", "attempts", "envelope"])
+                   ["id", "callbackIdempotencyKey", "status", "attempts", "nextAttemptAt",
+                    "lastError", "envelope", "createdAt", "updatedAt"])
+OUTBOX_SUMMARY = obj({"counts": obj({s: INT for s in OUTBOX_STATUS["enum"]},
+                                    list(OUTBOX_STATUS["enum"])),
+                      "oldestPendingCreatedAt": NULL_TIME,
+                      "oldestPendingAgeSeconds": {"type": ["number", "null"]}, "asOf": TIME},
+                     ["counts", "oldestPendingCreatedAt", "oldestPendingAgeSeconds", "asOf"])
+CAPABILITY = obj({"provider": ENUM["provider"], "transport": ENUM["transport"],
+                  "targetTypes": {"type": "array", "items": ENUM["targetType"]}},
+                 ["provider", "transport", "targetTypes"])
 SIGNED = {"security": [],
           "parameters": [
               {"name": "x-autobyteus-gateway-timestamp", "in": "header", "required": False,
@@ -410,8 +467,24 @@ PATHS: dict[str, Any] = {
                   errors=("404",)),
     },
     f"{BASE}/channel-outbox": {
-        "get": op("listChannelOutbox", "Outbox entries, oldest first (operators' view)",
+        "get": op("listChannelOutbox", "Outbox entries, newest first (operators' view)",
                   {"200": json_body(page_of(OUTBOX_ENTRY))},
                   params=[query("status", OUTBOX_STATUS), *LIST_PARAMS]),
+    },
+    f"{BASE}/channel-outbox/{{id}}/retry": {
+        "post": op("retryChannelOutboxEntry",
+                   "Put a DEAD_LETTER entry back to PENDING with a fresh attempt budget",
+                   {"200": json_body(OUTBOX_ENTRY)}, params=[path_param("id")],
+                   errors=("404", "409")),
+    },
+    f"{BASE}/channel-outbox-summary": {
+        "get": op("getChannelOutboxSummary",
+                  "Outbox entries per state and the age of the oldest one still to deliver",
+                  {"200": json_body(OUTBOX_SUMMARY)}, errors=()),
+    },
+    f"{BASE}/channel-capabilities": {
+        "get": op("listChannelCapabilities",
+                  "The accepted provider x transport pairs and the targets each can bind",
+                  {"200": json_body(page_of(CAPABILITY))}, errors=()),
     },
 }
