@@ -29,8 +29,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from engine import errors
-from engine.base import Store, Transaction
+from engine import Store, Transaction, errors
+from engine.indexes.layout import classify
 from engine.keys import END, pack, unpack
 from tools import dumpfile
 from tools.common import (
@@ -44,7 +44,6 @@ from tools.common import (
     Location,
     Progress,
     ToolError,
-    classify,
     erase,
     exit_code_of,
     human_bytes,
@@ -461,9 +460,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     created = not os.path.exists(target)
     try:
         with _opened(loc, readonly=True) as store:
-            os.makedirs(target, exist_ok=True)
-            copy = {"lmdb": _backup_lmdb, "sqlite": _backup_sqlite, "file": _backup_file}
-            copy[loc.provider](store, target, args)
+            store.backup(target, compact=not args.no_compact)
         # The copy must open as a store of its own, and be read whole.
         copied = Location(loc.provider, data_dir=dest_root)
         with _opened(copied, readonly=True) as backup, backup.begin() as txn:
@@ -475,67 +472,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
     _say(f"backup: {n} keys of the {loc.describe()} copied to {target} "
          f"(open it with --provider {loc.provider} --data-dir {dest_root})")
     return EXIT_OK
-
-
-def _backup_lmdb(store: Store, target: str, args: argparse.Namespace) -> None:
-    # mdb_env_copy2 copies from one read transaction: consistent, and the server's writer goes
-    # on meanwhile. compact=True also drops free pages. (The engine has no public copy method;
-    # the store's environment is reached through its attribute.)
-    env = store._env  # type: ignore[attr-defined]
-    try:
-        env.copy(target, compact=not args.no_compact)
-    except Exception as exc:
-        raise errors.EngineError(f"lmdb copy to {target} failed: {exc}") from exc
-
-
-def _backup_sqlite(store: Store, target: str, args: argparse.Namespace) -> None:
-    import sqlite3
-    import urllib.parse
-
-    from engine.sql_backend import SQLITE_FILENAME
-
-    source = store.filename  # type: ignore[attr-defined]
-    src = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(source))}?mode=ro",
-                          uri=True)
-    dst = sqlite3.connect(os.path.join(target, SQLITE_FILENAME))
-    try:
-        # The online backup API: a consistent copy while the server writes (pages=-1 copies in
-        # one step, under one read snapshot).
-        src.backup(dst)
-        dst.execute("PRAGMA journal_mode = WAL")
-    except sqlite3.Error as exc:
-        raise errors.EngineError(f"sqlite backup to {target} failed: {exc}") from exc
-    finally:
-        dst.close()
-        src.close()
-
-
-def _backup_file(store: Store, target: str, args: argparse.Namespace) -> None:
-    import fcntl
-
-    from engine.file_backend import JOURNAL_NAME, LOCK_NAME, META_NAME, SNAPSHOT_NAME
-
-    source = store.path  # type: ignore[attr-defined]
-    lock_fd = os.open(os.path.join(source, LOCK_NAME), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        # Writers hold LOCK_EX for a whole batch, compaction included: under LOCK_SH the
-        # snapshot and journal are a committed state and stay one while we copy them.
-        fcntl.flock(lock_fd, fcntl.LOCK_SH)
-        for name in (META_NAME, SNAPSHOT_NAME, JOURNAL_NAME):
-            with open(os.path.join(source, name), "rb") as fsrc, \
-                    open(os.path.join(target, name), "wb") as fdst:
-                shutil.copyfileobj(fsrc, fdst)
-                fdst.flush()
-                os.fsync(fdst.fileno())
-    finally:
-        os.close(lock_fd)  # releases the lock
-    with open(os.path.join(target, LOCK_NAME), "wb"):
-        pass
-    dir_fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # -- migrate ---------------------------------------------------------------------------------------

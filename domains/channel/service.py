@@ -84,7 +84,7 @@ from domains.common import (
     utc_now,
 )
 from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 from engine.indexes import transact
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import pytest
 
 from domains.channel.outbox import OutboxWorker
 from domains.channel.service import ChannelService
-from engine.base import Store
+from engine import Store
 from tests.domains.channel_support import (
     FloatClock,
     GatewayStub,

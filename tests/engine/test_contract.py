@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engine import MAX_KEY_SIZE, errors, open_store
-from engine.base import Store
+from engine import MAX_KEY_SIZE, Store, errors, open_store
 
 Factory = Callable[..., Store]
 
