@@ -179,6 +179,8 @@ class LmdbReadTransaction(Transaction):
     # _txn before _token: when a forgotten transaction is freed, its slots are cleared in this
     # order, so the LMDB transaction is aborted before the gate stops counting it.
     __slots__ = ("_txn", "_token")
+    _txn: lmdb.Transaction
+    _token: object | None
 
     @property
     def closed(self) -> bool:  # type: ignore[override]
