@@ -30,8 +30,15 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from engine import Store, Transaction, errors
-from engine.indexes.layout import classify
-from engine.keys import END, pack, unpack
+from engine.indexes.layout import (
+    NAMESPACES,
+    NS_COLLECTION,
+    NS_TTL,
+    classify,
+    names_in,
+    ttl_expiry_of,
+)
+from engine.keys import pack, unpack
 from tools import dumpfile
 from tools.common import (
     EXIT_CODES_HELP,
@@ -159,7 +166,7 @@ def _candidates(
     if prefixes:
         ranges = prefixes
     elif domains:
-        ranges = [pack((ns, d)) for d in domains for ns in ("c", "q", "t")]
+        ranges = [pack((ns, d)) for d in domains for ns in NAMESPACES]
     else:
         yield from txn.scan()
         return
@@ -385,9 +392,8 @@ def _with_ttl_expiry(pairs: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[byt
     for k, v in pairs:
         yield k, v
         info = classify(k, v)
-        if info.kind == "ttl" and info.expires_us:
-            space = pack(("t", info.domain))
-            yield space + pack(("x", info.expires_us)) + k[len(space):], b""
+        if info.kind == "ttl" and info.expires_us and info.domain is not None:
+            yield ttl_expiry_of(k, info.domain, info.expires_us), b""
 
 
 def _after_load(store: Store, dump: dumpfile.VerifiedDump, force_rebuild: bool
@@ -563,18 +569,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def ttl_space_names(store: Store) -> list[str]:
-    """The TTL spaces present in the store, found by skipping from one space to the next."""
-    names: list[str] = []
-    base = pack(("t",))
-    start = base
+    """The TTL spaces present in the store."""
     with store.begin() as txn:
-        while True:
-            hit = next(iter(txn.scan(start, base + END, limit=1)), None)
-            if hit is None:
-                return names
-            name = unpack(hit[0])[1]
-            names.append(name)
-            start = pack(("t", name)) + END
+        return names_in(txn, NS_TTL)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -595,22 +592,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _unknown_collections(store: Store, known: set[str]) -> list[str]:
-    """Collection names present in the store, found by skipping from one collection to the next
-    (one short scan per collection, however many keys each holds)."""
-    found: list[str] = []
-    base = pack(("c",))
-    start = base
+    """Collection names present in the store that no domain defines."""
     with store.begin() as txn:
-        while True:
-            hit = next(iter(txn.scan(start, base + END, limit=1)), None)
-            if hit is None:
-                return [n for n in found if n not in known]
-            info = classify(*hit)
-            if info.parts is None or len(info.parts) < 2 or not isinstance(info.parts[1], str):
-                start = hit[0] + b"\x00"
-                continue
-            found.append(info.parts[1])
-            start = pack(("c", info.parts[1])) + END
+        return [n for n in names_in(txn, NS_COLLECTION) if n not in known]
 
 
 # -- the parser ------------------------------------------------------------------------------------

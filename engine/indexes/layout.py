@@ -22,11 +22,50 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.keys import unpack
+from engine.interface import Transaction
+from engine.keys import END, pack, unpack
 
 NS_COLLECTION = "c"
 NS_SEQUENCE = "q"
 NS_TTL = "t"
+#: Every namespace of the layout: a domain's keys are ``(ns, name, ...)`` for one of them.
+NAMESPACES = (NS_COLLECTION, NS_SEQUENCE, NS_TTL)
+#: The part of a TTL space that holds its expiry index.
+TTL_EXPIRY = "x"
+
+
+def ttl_expiry_key(space_prefix: bytes, expires_us: int, suffix: bytes) -> bytes:
+    """The expiry entry of the TTL key ``space_prefix + suffix`` that expires at ``expires_us``
+    (``space_prefix`` is ``pack((NS_TTL, space))``)."""
+    return space_prefix + pack((TTL_EXPIRY, expires_us)) + suffix
+
+
+def ttl_expiry_of(key: bytes, space: str, expires_us: int) -> bytes:
+    """The expiry entry that belongs with ``key``, a TTL key of ``space``."""
+    space_prefix = pack((NS_TTL, space))
+    return ttl_expiry_key(space_prefix, expires_us, key[len(space_prefix) :])
+
+
+def names_in(txn: Transaction, namespace: str) -> list[str]:
+    """The names (collections, sequences or TTL spaces) that have keys in ``namespace``, in key
+    order: one short scan per name, skipping from one name to the next however many keys each
+    holds. Keys that are not packed tuples with a str name are stepped over."""
+    found: list[str] = []
+    base = pack((namespace,))
+    start = base
+    while True:
+        hit = next(iter(txn.scan(start, base + END, limit=1)), None)
+        if hit is None:
+            return found
+        try:
+            parts = unpack(hit[0])
+        except (ValueError, IndexError):
+            parts = ()
+        if len(parts) < 2 or not isinstance(parts[1], str):
+            start = hit[0] + b"\x00"
+            continue
+        found.append(parts[1])
+        start = pack((namespace, parts[1])) + END
 
 
 #: Kinds of keys that are derived data: rebuilt from the records by indexes.repair (TTL expiry
@@ -79,7 +118,7 @@ def classify(key: bytes, value: bytes) -> KeyInfo:
             except (ValueError, IndexError):
                 pass
             return KeyInfo("ttl", name, parts, expires_us=expires)
-        if ns == NS_TTL and sub == "x" and len(parts) >= 4 and isinstance(parts[3], int):
+        if ns == NS_TTL and sub == TTL_EXPIRY and len(parts) >= 4 and isinstance(parts[3], int):
             return KeyInfo("ttl_expiry", name, parts, expires_us=parts[3])
     if len(parts) == 2 and parts[0] == NS_SEQUENCE and isinstance(parts[1], str):
         return KeyInfo("sequence", parts[1], parts)

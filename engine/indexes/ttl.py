@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from engine.indexes.layout import NS_TTL
+from engine.indexes.layout import NS_TTL, TTL_EXPIRY, ttl_expiry_key
 from engine.interface import Store, Transaction
 from engine.keys import END, pack, unpack
 
@@ -30,7 +30,7 @@ class TtlSpace:
     def __init__(self, name: str) -> None:
         self.name = name
         self.prefix = pack((NS_TTL, name))
-        self.expiry_prefix = self.prefix + pack(("x",))
+        self.expiry_prefix = self.prefix + pack((TTL_EXPIRY,))
 
     def _suffix(self, key: str | bytes) -> bytes:
         if not isinstance(key, (str, bytes)):
@@ -49,7 +49,7 @@ class TtlSpace:
         return int((time.time() if now is None else now) * 1_000_000)
 
     def _expiry_key(self, expires_us: int, suffix: bytes) -> bytes:
-        return self.expiry_prefix + pack((expires_us,)) + suffix
+        return ttl_expiry_key(self.prefix, expires_us, suffix)
 
     def reserve(
         self, txn: Transaction, key: str | bytes, ttl_seconds: float, now: float | None = None
