@@ -164,6 +164,7 @@ class _PgWriteTransaction(_ConnTransaction):
 def _no_release(txn: _ConnTransaction) -> None:
     pass
 
+
 class PostgresStore(Store):
     """A PostgreSQL database shared safely by any number of processes (see the module docstring)."""
 
