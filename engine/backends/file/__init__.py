@@ -29,7 +29,7 @@ the snapshot: replay skips entries at or below the snapshot's ``seq``, and the n
 the journal. Writing the snapshot costs its size, but it happens only after at least as many bytes
 went to the journal, so compaction is amortised O(1) per byte written.
 
-Isolation in a process. The committed records live in memory (:class:`_Committed`: a dict and
+Isolation in a process. The committed records live in memory (:class:`~.table.Committed`: a dict and
 a chunked sorted key list). Read transactions never block writers: each pins the version it began
 at, and while any reader is pinned, a commit keeps the values it replaces in a per-key history,
 so that an old reader still sees its version; the history is dropped when the readers are gone
