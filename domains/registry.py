@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from domains.common import Clock, utc_now
-from engine.base import Store
+from engine import Store
 
 
 @attrs.define

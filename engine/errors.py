@@ -60,5 +60,9 @@ class InvalidKeyError(EngineError, ValueError):
     """A key or value is not bytes, or a key is longer than the engine's key limit."""
 
 
+class UnsupportedOperationError(EngineError):
+    """The backend does not offer this operation (a backup of postgresql: use pg_dump)."""
+
+
 class StoreClosedError(EngineError):
     """The store was closed; open it again to use it."""

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from engine import errors
-from engine.base import Store
+from engine.interface import Store
 
 DISTRIBUTION = "autobyteus-persistence"
 SQL_INSTALL_COMMAND = (
@@ -21,10 +20,10 @@ SQL_INSTALL_COMMAND = (
 
 #: provider name -> "module:class"; the module is imported on first use only.
 PROVIDERS: dict[str, str] = {
-    "lmdb": "engine.lmdb_backend:LmdbStore",
-    "file": "engine.file_backend:FileStore",
-    "sqlite": "engine.sql_backend:SqliteStore",
-    "postgresql": "engine.sql_backend:PostgresStore",
+    "lmdb": "engine.backends.lmdb:LmdbStore",
+    "file": "engine.backends.file.store:FileStore",
+    "sqlite": "engine.backends.sql.sqlite:SqliteStore",
+    "postgresql": "engine.backends.sql.postgresql:PostgresStore",
 }
 SQL_PROVIDERS = frozenset({"sqlite", "postgresql"})
 DEFAULT_PROVIDER = "lmdb"
@@ -97,19 +96,3 @@ def open_store(
     path = os.path.join(data_dir or DEFAULT_DATA_DIR, name)
     return cls(path, readonly=readonly, create=create, **options)  # type: ignore[call-arg]
 
-
-def open_store_from_env(
-    environ: Mapping[str, str] | None = None, *, readonly: bool = False, create: bool = True,
-    **options: Any,
-) -> Store:
-    """Open the store named by PERSISTENCE_PROVIDER, AUTOBYTEUS_DATA_DIR and
-    AUTOBYTEUS_DATABASE_URL."""
-    env = os.environ if environ is None else environ
-    return open_store(
-        env.get("PERSISTENCE_PROVIDER") or None,
-        data_dir=env.get("AUTOBYTEUS_DATA_DIR") or None,
-        database_url=env.get("AUTOBYTEUS_DATABASE_URL") or None,
-        readonly=readonly,
-        create=create,
-        **options,
-    )

@@ -594,13 +594,14 @@ def _envelope_of(led: Ledger, mid: str) -> dict[str, Any]:
             "content": f"text of {mid}", "receivedAt": "2026-02-22T10:15:30.123Z"}
 
 
-def check_store(env: dict[str, str]) -> None:
+def check_store(provider: str, data_dir: str, database_url: str | None) -> None:
     """engine.indexes.check over every domain collection, in this process, server stopped."""
     from domains.registry import all_collections
-    from engine import open_store_from_env
+    from engine import open_store
     from engine.indexes import check
 
-    store = open_store_from_env(env, readonly=True, create=False)
+    store = open_store(provider, data_dir=data_dir, database_url=database_url, readonly=True,
+                       create=False)
     try:
         report = check(store, all_collections())
     finally:
@@ -654,7 +655,7 @@ def torture(provider: str, kills: int, *, workdir: str, database_url: str | None
                 early.kill()
                 stats.kills += 1
                 stats.kills_at_startup += 1
-                check_store(env)
+                check_store(provider, data_dir, database_url)
                 stats.checks += 1
                 continue
             server = ServerProcess.start(env)
@@ -686,7 +687,7 @@ def torture(provider: str, kills: int, *, workdir: str, database_url: str | None
             if errors:
                 stats.problems.extend(errors)
                 raise Violation("answers while the server was up:\n" + "\n".join(errors[:20]))
-            check_store(env)
+            check_store(provider, data_dir, database_url)
             stats.checks += 1
             if stats.kills % 10 == 0:
                 stats.seconds = time.monotonic() - started

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from engine import open_store
-from engine.base import Store
+from engine import Store, open_store
 
 ALL_PROVIDERS = ("lmdb", "file", "sqlite", "postgresql")
 _db_counter = itertools.count(1)

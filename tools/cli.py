@@ -30,9 +30,16 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
-from engine import errors
-from engine.base import Store, Transaction
-from engine.keys import END, pack, unpack
+from engine import Store, Transaction, errors
+from engine.indexes.layout import (
+    NAMESPACES,
+    NS_COLLECTION,
+    NS_TTL,
+    classify,
+    names_in,
+    ttl_expiry_of,
+)
+from engine.keys import pack, unpack
 from tools import dumpfile
 from tools import outbox as outbox_tool
 from tools.common import (
@@ -46,7 +53,6 @@ from tools.common import (
     Location,
     Progress,
     ToolError,
-    classify,
     erase,
     exit_code_of,
     human_bytes,
@@ -162,7 +168,7 @@ def _candidates(
     if prefixes:
         ranges = prefixes
     elif domains:
-        ranges = [pack((ns, d)) for d in domains for ns in ("c", "q", "t")]
+        ranges = [pack((ns, d)) for d in domains for ns in NAMESPACES]
     else:
         yield from txn.scan()
         return
@@ -388,9 +394,8 @@ def _with_ttl_expiry(pairs: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[byt
     for k, v in pairs:
         yield k, v
         info = classify(k, v)
-        if info.kind == "ttl" and info.expires_us:
-            space = pack(("t", info.domain))
-            yield space + pack(("x", info.expires_us)) + k[len(space):], b""
+        if info.kind == "ttl" and info.expires_us and info.domain is not None:
+            yield ttl_expiry_of(k, info.domain, info.expires_us), b""
 
 
 def _after_load(store: Store, dump: dumpfile.VerifiedDump, force_rebuild: bool
@@ -463,9 +468,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     created = not os.path.exists(target)
     try:
         with _opened(loc, readonly=True) as store:
-            os.makedirs(target, exist_ok=True)
-            copy = {"lmdb": _backup_lmdb, "sqlite": _backup_sqlite, "file": _backup_file}
-            copy[loc.provider](store, target, args)
+            store.backup(target, compact=not args.no_compact)
         # The copy must open as a store of its own, and be read whole.
         copied = Location(loc.provider, data_dir=dest_root)
         with _opened(copied, readonly=True) as backup, backup.begin() as txn:
@@ -477,67 +480,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
     _say(f"backup: {n} keys of the {loc.describe()} copied to {target} "
          f"(open it with --provider {loc.provider} --data-dir {dest_root})")
     return EXIT_OK
-
-
-def _backup_lmdb(store: Store, target: str, args: argparse.Namespace) -> None:
-    # mdb_env_copy2 copies from one read transaction: consistent, and the server's writer goes
-    # on meanwhile. compact=True also drops free pages. (The engine has no public copy method;
-    # the store's environment is reached through its attribute.)
-    env = store._env  # type: ignore[attr-defined]
-    try:
-        env.copy(target, compact=not args.no_compact)
-    except Exception as exc:
-        raise errors.EngineError(f"lmdb copy to {target} failed: {exc}") from exc
-
-
-def _backup_sqlite(store: Store, target: str, args: argparse.Namespace) -> None:
-    import sqlite3
-    import urllib.parse
-
-    from engine.sql_backend import SQLITE_FILENAME
-
-    source = store.filename  # type: ignore[attr-defined]
-    src = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(source))}?mode=ro",
-                          uri=True)
-    dst = sqlite3.connect(os.path.join(target, SQLITE_FILENAME))
-    try:
-        # The online backup API: a consistent copy while the server writes (pages=-1 copies in
-        # one step, under one read snapshot).
-        src.backup(dst)
-        dst.execute("PRAGMA journal_mode = WAL")
-    except sqlite3.Error as exc:
-        raise errors.EngineError(f"sqlite backup to {target} failed: {exc}") from exc
-    finally:
-        dst.close()
-        src.close()
-
-
-def _backup_file(store: Store, target: str, args: argparse.Namespace) -> None:
-    import fcntl
-
-    from engine.file_backend import JOURNAL_NAME, LOCK_NAME, META_NAME, SNAPSHOT_NAME
-
-    source = store.path  # type: ignore[attr-defined]
-    lock_fd = os.open(os.path.join(source, LOCK_NAME), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        # Writers hold LOCK_EX for a whole batch, compaction included: under LOCK_SH the
-        # snapshot and journal are a committed state and stay one while we copy them.
-        fcntl.flock(lock_fd, fcntl.LOCK_SH)
-        for name in (META_NAME, SNAPSHOT_NAME, JOURNAL_NAME):
-            with open(os.path.join(source, name), "rb") as fsrc, \
-                    open(os.path.join(target, name), "wb") as fdst:
-                shutil.copyfileobj(fsrc, fdst)
-                fdst.flush()
-                os.fsync(fdst.fileno())
-    finally:
-        os.close(lock_fd)  # releases the lock
-    with open(os.path.join(target, LOCK_NAME), "wb"):
-        pass
-    dir_fd = os.open(target, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # -- migrate ---------------------------------------------------------------------------------------
@@ -629,18 +571,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def ttl_space_names(store: Store) -> list[str]:
-    """The TTL spaces present in the store, found by skipping from one space to the next."""
-    names: list[str] = []
-    base = pack(("t",))
-    start = base
+    """The TTL spaces present in the store."""
     with store.begin() as txn:
-        while True:
-            hit = next(iter(txn.scan(start, base + END, limit=1)), None)
-            if hit is None:
-                return names
-            name = unpack(hit[0])[1]
-            names.append(name)
-            start = pack(("t", name)) + END
+        return names_in(txn, NS_TTL)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -661,22 +594,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _unknown_collections(store: Store, known: set[str]) -> list[str]:
-    """Collection names present in the store, found by skipping from one collection to the next
-    (one short scan per collection, however many keys each holds)."""
-    found: list[str] = []
-    base = pack(("c",))
-    start = base
+    """Collection names present in the store that no domain defines."""
     with store.begin() as txn:
-        while True:
-            hit = next(iter(txn.scan(start, base + END, limit=1)), None)
-            if hit is None:
-                return [n for n in found if n not in known]
-            info = classify(*hit)
-            if info.parts is None or len(info.parts) < 2 or not isinstance(info.parts[1], str):
-                start = hit[0] + b"\x00"
-                continue
-            found.append(info.parts[1])
-            start = pack(("c", info.parts[1])) + END
+        return [n for n in names_in(txn, NS_COLLECTION) if n not in known]
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
-"""What the tools share: exit codes, store selection, the key layout seen from outside, progress.
+"""What the tools share: exit codes, store selection, bytes in JSON, progress.
 
-The tools work on raw engine data: every key is classified by the index layer's key layout
-(:mod:`engine.indexes`) alone, so dump, stats, load and migrate work whether or not the domain
-packages import. Domain collections are used only where a tool needs record semantics (check,
-and rebuilding indexes after a load), and only when they import (see :mod:`tools.domainsupport`).
+The tools work on raw engine data: every key is classified by the index layer's key layout alone
+(:func:`engine.indexes.layout.classify`), so dump, stats, load and migrate work whether or not the
+domain packages import. Domain collections are used only where a tool needs record semantics
+(check, and rebuilding indexes after a load), and only when they import (see
+:mod:`tools.domainsupport`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from engine import errors
-from engine.base import Store
-from engine.keys import unpack
+from engine import Store, errors
 from engine.registry import (
     DEFAULT_DATA_DIR,
     PROVIDERS,
@@ -205,64 +204,6 @@ def json_element(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"base64": base64.b64encode(value).decode("ascii")}
     return value
-
-
-# -- the key layout ---------------------------------------------------------------------------
-#: Kinds of keys that are derived data: rebuilt from the records by indexes.repair (TTL expiry
-#: entries are derived from the TTL keys). Sequences are not derived: a sequence may be ahead of
-#: every surviving id (the highest record was deleted), and ids are never reused.
-INDEX_KINDS = frozenset({"unique", "ordered", "rollup", "ttl_expiry"})
-
-_COLLECTION_PARTS = {"r": "record", "u": "unique", "uh": "unique", "o": "ordered", "s": "rollup"}
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """What a key is, in the index layer's layout."""
-
-    kind: str  # record, unique, ordered, rollup, sequence, ttl, ttl_expiry, other
-    domain: str | None  # the collection, sequence or TTL space name
-    parts: tuple[Any, ...] | None  # the decoded tuple (None: not a packed tuple)
-    record_id: str | None = None
-    expires_us: int | None = None  # TTL keys and expiry entries (0: never expires)
-
-    @property
-    def is_index(self) -> bool:
-        return self.kind in INDEX_KINDS
-
-    def expired(self, now_us: int) -> bool:
-        """A TTL key (or its expiry entry) past its expiry: TtlSpace treats it as absent."""
-        return bool(self.expires_us) and self.expires_us <= now_us  # type: ignore[operator]
-
-
-def classify(key: bytes, value: bytes) -> KeyInfo:
-    try:
-        parts = unpack(key)
-    except (ValueError, IndexError):
-        return KeyInfo("other", None, None)
-    if len(parts) >= 3 and isinstance(parts[1], str):
-        ns, name, sub = parts[0], parts[1], parts[2]
-        if ns == "c" and sub in _COLLECTION_PARTS:
-            kind = _COLLECTION_PARTS[sub]  # type: ignore[index]
-            rid = None
-            if kind == "record" and len(parts) == 4 and isinstance(parts[3], (int, str)):
-                rid = str(parts[3])
-            return KeyInfo(kind, name, parts, rid)
-        if ns == "t" and sub in ("k", "h"):
-            expires = None
-            try:
-                first = unpack(value)[0]
-                if isinstance(first, int):
-                    expires = first
-            except (ValueError, IndexError):
-                pass
-            return KeyInfo("ttl", name, parts, expires_us=expires)
-        if ns == "t" and sub == "x" and len(parts) >= 4 and isinstance(parts[3], int):
-            return KeyInfo("ttl_expiry", name, parts, expires_us=parts[3])
-    if len(parts) == 2 and parts[0] == "q" and isinstance(parts[1], str):
-        return KeyInfo("sequence", parts[1], parts)
-    return KeyInfo("other", parts[1] if len(parts) > 1 and isinstance(parts[1], str) else None,
-                   parts)
 
 
 def now_us() -> int:

@@ -27,13 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from engine.base import MAX_KEY_SIZE
+from engine import MAX_KEY_SIZE
+from engine.indexes.layout import KeyInfo, classify
 from engine.keys import unpack
 from tools.common import (
     EXIT_DUMP_CORRUPT,
-    KeyInfo,
     ToolError,
-    classify,
     decode_bytes,
     encode_bytes,
     json_element,

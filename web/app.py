@@ -14,7 +14,7 @@ from typing import Any
 
 import falcon
 
-from engine.base import Store
+from engine import Store
 from web import errors
 from web.context import AppContext
 from web.http import encode_json

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from engine.base import Store
+from engine import Store
 from web.settings import Settings
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import falcon
 
-from engine import open_store
-from engine.base import Store
+from engine import Store, open_store
 from web.settings import Settings
 
 log = logging.getLogger("web.runtime")

@@ -20,7 +20,7 @@ import attrs
 from domains.agent_definitions import codec
 from domains.agent_definitions.models import AgentDefinition, PromptMapping
 from domains.prompts.repository import MAX_ID_LENGTH, index_page
-from engine.base import Transaction
+from engine import Transaction
 from engine.indexes import Collection, OrderedIndex, UniqueIndex
 
 DEFINITIONS = Collection(

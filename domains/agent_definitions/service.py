@@ -17,7 +17,7 @@ from domains.agent_definitions.models import AgentDefinition, AgentDefinitionDet
 from domains.common import Clock, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts import repository as prompts
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 from engine.indexes import UniqueViolation, transact
 
 

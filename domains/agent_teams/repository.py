@@ -13,7 +13,7 @@ from __future__ import annotations
 from domains.agent_teams import codec
 from domains.agent_teams.models import AgentTeamDefinition
 from domains.prompts.repository import MAX_ID_LENGTH, index_page
-from engine.base import Transaction
+from engine import Transaction
 from engine.indexes import Collection, OrderedIndex, UniqueIndex
 
 TEAMS = Collection(

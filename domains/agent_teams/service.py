@@ -16,7 +16,7 @@ from domains.agent_teams import codec, repository
 from domains.agent_teams.models import AgentTeamDefinition
 from domains.common import Clock, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 from engine.indexes import UniqueViolation, transact
 
 

@@ -17,7 +17,7 @@ from domains.artifacts import codec
 from domains.artifacts.models import Artifact
 from domains.common import decode_cursor, encode_cursor, to_millis
 from domains.errors import ValidationError
-from engine.base import Transaction
+from engine import Transaction
 from engine.indexes import Collection, OrderedIndex
 from engine.keys import pack, unpack
 

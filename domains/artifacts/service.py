@@ -10,7 +10,7 @@ from domains.artifacts import codec, repository
 from domains.artifacts.models import Artifact
 from domains.common import Clock, Page, check_limit, utc_now
 from domains.errors import NotFoundError
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 from engine.indexes import transact
 
 

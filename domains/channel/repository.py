@@ -52,7 +52,7 @@ from domains.channel.models import (
 )
 from domains.common import decode_cursor, encode_cursor, to_millis
 from domains.errors import ValidationError
-from engine.base import Transaction
+from engine import Transaction
 from engine.indexes import Collection, OrderedIndex, TtlSpace, UniqueIndex
 from engine.keys import pack, unpack
 

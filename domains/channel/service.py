@@ -95,7 +95,7 @@ from domains.errors import (
     PreconditionFailedError,
     ValidationError,
 )
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 from engine.indexes import transact
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from domains.common import decode_cursor, encode_cursor
 from domains.errors import ValidationError
 from domains.mcp_servers import codec
 from domains.mcp_servers.models import McpServer
-from engine.base import Transaction
+from engine import Transaction
 from engine.indexes import Collection, OrderedIndex
 from engine.keys import id_element, pack
 

@@ -14,7 +14,7 @@ from domains.common import Clock, Page, check_limit, etag_of, utc_now
 from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
 from domains.mcp_servers import codec, repository
 from domains.mcp_servers.models import ImportEntryResult, ImportResult, McpServer
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 from engine.indexes import transact
 
 IMPORTED = "imported"

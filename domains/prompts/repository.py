@@ -26,7 +26,7 @@ from domains.common import decode_cursor, encode_cursor
 from domains.errors import ValidationError
 from domains.prompts import codec
 from domains.prompts.models import Prompt
-from engine.base import MAX_KEY_SIZE, Transaction
+from engine import MAX_KEY_SIZE, Transaction
 from engine.indexes import Collection, OrderedIndex, UniqueIndex
 from engine.keys import id_element, pack, unpack
 

@@ -17,7 +17,7 @@ from domains.common import Clock, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts import codec, repository
 from domains.prompts.models import DEFAULT_MODEL, CategoryNames, Prompt
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 from engine.indexes import UniqueViolation, transact
 
 T = TypeVar("T")

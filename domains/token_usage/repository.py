@@ -32,7 +32,7 @@ from domains.common import decode_cursor, encode_cursor, to_millis
 from domains.errors import ValidationError
 from domains.token_usage import codec
 from domains.token_usage.models import UNKNOWN_MODEL, USER, ModelStatistics, TokenUsageRecord
-from engine.base import Transaction
+from engine import Transaction
 from engine.indexes import Collection, OrderedIndex, Rollup
 from engine.keys import id_element, pack, unpack
 

@@ -28,7 +28,7 @@ from domains.token_usage.models import (
     TokenUsageRecord,
     nanos_to_float,
 )
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 from engine.indexes import transact
 
 _MS = _dt.timedelta(milliseconds=1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.base import Store, Transaction
+from engine import Store, Transaction
 
 
 class Counts:
@@ -41,8 +41,13 @@ class CountingTransaction(Transaction):
     def delete(self, key: bytes) -> bool:
         return self._inner.delete(key)
 
-    def scan(self, *args: Any, **kwargs: Any) -> Iterator[tuple[bytes, bytes]]:
-        for item in self._inner.scan(*args, **kwargs):
+    def _scan(
+        self, lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        return self._counted(self._inner.scan(lo, hi, reverse=reverse, limit=limit))
+
+    def _counted(self, pairs: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        for item in pairs:
             self._counts.scanned += 1
             yield item
 

@@ -12,7 +12,7 @@ from domains.agent_definitions import codec, repository
 from domains.agent_definitions.service import AgentDefinitionService
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts.service import PromptService
-from engine.base import Store
+from engine import Store
 from engine.indexes import check
 from tests.domains.test_prompts import TickingClock, race, walk
 

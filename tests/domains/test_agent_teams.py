@@ -11,7 +11,7 @@ from domains import agent_teams
 from domains.agent_teams import codec, repository
 from domains.agent_teams.service import AgentTeamService
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
-from engine.base import Store
+from engine import Store
 from engine.indexes import check
 from tests.domains.test_prompts import TickingClock, race, walk
 

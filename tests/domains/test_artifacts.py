@@ -13,7 +13,7 @@ from domains.artifacts import codec
 from domains.artifacts.models import infer_type
 from domains.artifacts.service import ArtifactService
 from domains.errors import NotFoundError, ValidationError
-from engine.base import Store
+from engine import Store
 from engine.indexes import check
 
 T0 = dt.datetime(2026, 4, 1, 8, 0, tzinfo=dt.UTC)

@@ -13,7 +13,7 @@ from domains import channel
 from domains.channel import codec, repository
 from domains.channel.service import ChannelService, next_status, normalize_route
 from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
-from engine.base import Store
+from engine import Store
 from engine.indexes import TtlSweeper, check
 from tests.domains.channel_support import (
     ENVELOPE,

@@ -14,7 +14,7 @@ import pytest
 from domains.channel.outbox import OutboxWorker
 from domains.channel.service import ChannelService
 from domains.errors import ConflictError, NotFoundError, ValidationError
-from engine.base import Store
+from engine import Store
 from tests.domains.channel_support import (
     FloatClock,
     GatewayStub,

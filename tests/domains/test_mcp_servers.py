@@ -16,7 +16,7 @@ from domains.errors import NotFoundError, PreconditionFailedError, ValidationErr
 from domains.mcp_servers import codec, repository
 from domains.mcp_servers.models import StdioServer, StreamableHttpServer, WebsocketServer
 from domains.mcp_servers.service import McpServerService
-from engine.base import Store
+from engine import Store
 from engine.indexes import check
 from tests.domains.counting import CountingStore
 

@@ -16,7 +16,7 @@ from domains.common import etag_of
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts import codec, collections, repository
 from domains.prompts.service import PromptService
-from engine.base import Store
+from engine import Store
 from engine.indexes import check
 
 

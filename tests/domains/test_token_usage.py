@@ -18,7 +18,7 @@ from domains.errors import NotFoundError, ValidationError
 from domains.token_usage import codec, repository
 from domains.token_usage.models import TokenUsageRecord
 from domains.token_usage.service import TokenUsageService
-from engine.base import Store
+from engine import Store
 from engine.indexes import check
 from tests.domains.counting import CountingStore
 

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from engine import MAX_KEY_SIZE, errors, open_store
-from engine.base import Store
+from engine import MAX_KEY_SIZE, Store, errors, open_store
 
 Factory = Callable[..., Store]
 
@@ -415,6 +414,49 @@ def test_missing_store_is_not_created_when_asked(make_store: object, backend: st
         open_store(backend, **loc, create=False)
     with pytest.raises(errors.StoreNotFoundError):
         open_store(backend, **loc, readonly=True)
+
+
+# -- backup --------------------------------------------------------------------------------------
+
+
+def test_backup_copies_the_committed_state_and_opens_as_a_store(
+    make_store: object, backend: str, tmp_path: object
+) -> None:
+    store = make_store.open(backend)  # type: ignore[attr-defined]
+    pairs = {b"": b"empty key", b"a": b"1", b"b" * MAX_KEY_SIZE: bytes(range(256))}
+    _fill(store, pairs)
+    dest = tmp_path / "backup"  # type: ignore[operator]
+    if backend == "postgresql":
+        with pytest.raises(errors.UnsupportedOperationError):
+            store.backup(str(dest / backend))
+        return
+    store.backup(str(dest / backend))
+    _fill(store, {b"after": b"the backup"})  # the store stays in use, writable
+    copy = make_store.open(backend, {"data_dir": str(dest)}, readonly=True)  # type: ignore[attr-defined]
+    assert copy.metadata["backend"] == backend
+    with copy.begin() as txn:
+        assert list(txn.scan()) == sorted(pairs.items())
+    with store.begin() as txn:
+        assert txn.get(b"after") == b"the backup"
+
+
+def test_backup_refuses_a_non_empty_destination_and_a_closed_store(
+    store_factory: Factory, backend: str, tmp_path: object
+) -> None:
+    if backend == "postgresql":
+        pytest.skip("postgresql has no backup of its own (pg_dump)")
+    store = store_factory()
+    _fill(store, {b"a": b"1"})
+    occupied = tmp_path / "occupied"  # type: ignore[operator]
+    occupied.mkdir()
+    (occupied / "something").write_bytes(b"mine")
+    with pytest.raises(errors.ConfigurationError):
+        store.backup(str(occupied))
+    assert (occupied / "something").read_bytes() == b"mine"
+    assert sorted(p.name for p in occupied.iterdir()) == ["something"]
+    store.close()
+    with pytest.raises(errors.StoreClosedError):
+        store.backup(str(tmp_path / "after-close"))  # type: ignore[operator]
 
 
 def test_unknown_provider_lists_the_valid_ones() -> None:

@@ -21,8 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import errors, file_backend, open_store
-from engine.file_backend import FileStore
+from engine import errors, open_store
+from engine.backends.file import FileStore
+from engine.backends.file import format as file_format
+from engine.backends.file import store as file_store
+from engine.backends.file import table as file_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,11 +136,11 @@ def test_binary_keys_empty_key_and_large_values_survive_compaction(tmp_path: Pat
 
 
 TORN_TAILS = {
-    "half a real entry": file_backend._journal_line(4, {b"four": b"4"})[:-9],
-    "a whole entry but its newline": file_backend._journal_line(4, {b"four": b"4"})[:-1],
+    "half a real entry": file_format.journal_line(4, {b"four": b"4"})[:-9],
+    "a whole entry but its newline": file_format.journal_line(4, {b"four": b"4"})[:-1],
     "garbage line": b"garbage\n",
     "zeros": b"\0" * 4096,
-    "a line failing its checksum": file_backend._journal_line(4, {b"four": b"4"}).replace(
+    "a line failing its checksum": file_format.journal_line(4, {b"four": b"4"}).replace(
         b"four", b"fore"
     ),
 }
@@ -243,14 +246,14 @@ def test_journal_entries_covered_by_the_snapshot_are_skipped(tmp_path: Path) -> 
     FileStore(str(tmp_path)).close()
     # A snapshot at seq 2 that disagrees with the journal's entries 1 and 2: if replay applied
     # them, "a" would come out as "journal".
-    committed = file_backend._Committed({b"a": b"snapshot"})
+    committed = file_table.Committed({b"a": b"snapshot"})
     fd = os.open(tmp_path / "snapshot.json", os.O_WRONLY | os.O_TRUNC)
-    file_backend._write_snapshot(fd, committed, 2)
+    file_format.write_snapshot(fd, committed, 2)
     os.close(fd)
     _journal(tmp_path).write_bytes(
-        file_backend._journal_line(1, {b"a": b"journal"})
-        + file_backend._journal_line(2, {b"b": b"journal"})
-        + file_backend._journal_line(3, {b"c": b"3"})
+        file_format.journal_line(1, {b"a": b"journal"})
+        + file_format.journal_line(2, {b"b": b"journal"})
+        + file_format.journal_line(3, {b"c": b"3"})
     )
     store = FileStore(str(tmp_path), readonly=True)
     assert _all(store) == {b"a": b"snapshot", b"c": b"3"}
@@ -277,7 +280,7 @@ def test_failed_fsync_is_a_durability_error_and_leaves_nothing(
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(file_backend.os, "fsync", failing_fsync)
+    monkeypatch.setattr(file_store.os, "fsync", failing_fsync)
     with pytest.raises(errors.DurabilityError):
         _put(store, {b"b": b"2", b"a": b"changed"})
     monkeypatch.undo()
@@ -301,11 +304,11 @@ def test_failed_write_that_cannot_be_truncated_blocks_writes_until_it_is(
     def fail(*args: object) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(file_backend.os, "fsync", fail)
-    monkeypatch.setattr(file_backend.os, "ftruncate", fail)
+    monkeypatch.setattr(file_store.os, "fsync", fail)
+    monkeypatch.setattr(file_store.os, "ftruncate", fail)
     with pytest.raises(errors.DurabilityError):
         _put(store, {b"b": b"2"})
-    monkeypatch.setattr(file_backend.os, "fsync", os.fsync)
+    monkeypatch.setattr(file_store.os, "fsync", os.fsync)
     with pytest.raises(errors.DurabilityError, match="failed write"):
         _put(store, {b"c": b"3"})
     monkeypatch.undo()
@@ -326,7 +329,7 @@ def test_full_disk_is_store_full(
     def full(*args: object) -> int:
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(file_backend.os, "pwrite", full)
+    monkeypatch.setattr(file_store.os, "pwrite", full)
     with pytest.raises(errors.StoreFullError):
         _put(store, {b"b": b"2"})
     monkeypatch.undo()
@@ -363,7 +366,7 @@ def test_compaction_follows_the_threshold_and_is_amortised(tmp_path: Path) -> No
     for i in range(1500):
         key, value = b"key%05d" % (i % 700), b"v" * 50  # some overwrites, the store grows
         seq = store.stats()["seq"] + 1
-        appended += len(file_backend._journal_line(seq, {key: value}))
+        appended += len(file_format.journal_line(seq, {key: value}))
         _put(store, {key: value})
         stats = store.stats()
         if stats["compactions"] != compactions:
@@ -391,7 +394,7 @@ def test_filesystem_without_flock_is_a_configuration_error(
     def no_flock(fd: int, op: int) -> None:
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(file_backend.fcntl, "flock", no_flock)
+    monkeypatch.setattr(file_store.fcntl, "flock", no_flock)
     with pytest.raises(errors.ConfigurationError, match="flock"):
         FileStore(str(tmp_path))
 
@@ -409,7 +412,7 @@ def _python(script: str, *args: str) -> subprocess.Popen:
 
 CLAIMER = """
     import json, os, sys, time
-    from engine.file_backend import FileStore
+    from engine.backends.file import FileStore
 
     path, name, go = sys.argv[1:4]
     store = FileStore(path, sync=False, compact_min_bytes=2048)
@@ -453,7 +456,7 @@ def test_two_processes_writing_lose_nothing(tmp_path: Path) -> None:
 
 TRANSFERRER = """
     import random, sys
-    from engine.file_backend import FileStore
+    from engine.backends.file import FileStore
 
     store = FileStore(sys.argv[1], sync=False, compact_min_bytes=4096)
     rng = random.Random(1)
@@ -696,7 +699,7 @@ def test_matches_a_dict_model(txns, bounds, reverse, limit) -> None:  # type: ig
             store.close()
 
 
-class _SmallChunks(file_backend._SortedKeys):
+class _SmallChunks(file_table.SortedKeys):
     LOAD = 4  # split and merge often
 
 

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import open_store
-from engine.base import Store
+from engine import Store, open_store
 from engine.indexes import (
     Collection,
     DuplicateRecord,
@@ -143,7 +142,7 @@ def test_long_unique_values_are_hashed_and_exact(store: Store, monkeypatch) -> N
     # Force every digest to collide: different full values must still be different claims.
     real_sha256 = hashlib.sha256
     monkeypatch.setattr(
-        "engine.indexes.hashlib.sha256", lambda data=b"": real_sha256(b"same")
+        "engine.indexes.collection.hashlib.sha256", lambda data=b"": real_sha256(b"same")
     )
     c2 = make_collection()
     r1 = create(store, c2, name=long_a, group="g", t=1)

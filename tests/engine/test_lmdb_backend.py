@@ -17,7 +17,7 @@ import lmdb
 import pytest
 
 from engine import errors, open_store
-from engine.lmdb_backend import LmdbStore
+from engine.backends.lmdb import LmdbStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -419,9 +419,9 @@ def test_the_flushing_thread_writes_the_next_batch_before_it_wakes_its_own(
 def test_after_its_share_of_flushes_a_thread_hands_the_next_batch_to_one_of_its_members(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from engine import base
+    from engine import batching
 
-    monkeypatch.setattr(base, "FLUSHES_PER_THREAD", 1)
+    monkeypatch.setattr(batching, "FLUSHES_PER_THREAD", 1)
     store = _Traced(str(tmp_path / "s"))
     _, events = _two_batches(store)
     assert events[0] == ("commit", "first")

@@ -22,7 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from engine import errors, open_store
-from engine.sql_backend import SQLITE_FILENAME, PostgresStore, SqliteStore, _translate
+from engine.backends.sql.common import translate
+from engine.backends.sql.postgresql import PostgresStore
+from engine.backends.sql.sqlite import SQLITE_FILENAME, SqliteStore
 
 # -- SQLite ---------------------------------------------------------------------------------------
 
@@ -480,7 +482,7 @@ def _sqlite_error(code: int, cls: type[sqlite3.Error] = sqlite3.OperationalError
     ],
 )
 def test_sqlite_errors_are_translated(code: int, expected: type[Exception]) -> None:
-    translated = _translate(_sqlite_error(code))
+    translated = translate(_sqlite_error(code))
     assert type(translated) is expected
 
 
@@ -503,8 +505,8 @@ def test_postgres_errors_are_translated(sqlstate: str, expected: type[Exception]
 
     driver_error = psycopg.errors.lookup(sqlstate)("simulated")
     wrapped = sa.exc.DBAPIError("SELECT 1", {}, driver_error)
-    assert type(_translate(driver_error)) is expected
-    assert type(_translate(wrapped)) is expected
+    assert type(translate(driver_error)) is expected
+    assert type(translate(wrapped)) is expected
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------

@@ -6,8 +6,7 @@ import json
 import time
 from typing import Any
 
-from engine import open_store
-from engine.base import MAX_KEY_SIZE, Store
+from engine import MAX_KEY_SIZE, Store, open_store
 from engine.indexes import Collection, OrderedIndex, Rollup, TtlSpace, UniqueIndex, transact
 from tools.cli import main
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import lmdb
 
-from engine import open_store
-from engine.base import BatchingStore, Store
+from engine import Store, open_store
+from engine.batching import BatchingStore
 from tools.bench.core import (
     Comparison,
     Config,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from engine.base import Store
+from engine import Store
 from tools.bench.core import (
     Comparison,
     Config,

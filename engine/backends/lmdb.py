@@ -8,7 +8,7 @@ the engine's key limit is 510 bytes, one less than LMDB's 511.
 Durability: ``sync`` and ``metasync`` are on unless the caller turns them off, so a commit returns
 only after LMDB's fsyncs; an fsync failure makes LMDB's commit fail, and the write fails with it.
 
-Group commit (see engine.base.BatchingStore) is done without ever sharing an LMDB write
+Group commit (see engine.batching.BatchingStore) is done without ever sharing an LMDB write
 transaction between threads, which LMDB forbids (its writer mutex belongs to the thread that
 began the transaction). Writers read the committed state through a read transaction plus the
 batch's pending changes; the thread that flushes opens the LMDB write transaction, applies every
@@ -34,20 +34,14 @@ from typing import Any
 import lmdb
 
 from engine import errors
-from engine.base import (
-    _MISSING,
-    MAX_KEY_SIZE,
-    BatchingStore,
-    Transaction,
-    WriteSet,
-    _limited,
-    check_key,
-    check_limit,
+from engine.backends.common import (
+    backup_directory,
     check_metadata,
     metadata_record,
     out_of_space,
-    scan_bounds,
 )
+from engine.batching import _MISSING, BatchingStore, WriteSet
+from engine.interface import MAX_KEY_SIZE, Transaction, check_key, limited
 
 _KEY_PREFIX = b"k"
 _META_KEY = b"store"
@@ -185,6 +179,8 @@ class LmdbReadTransaction(Transaction):
     # _txn before _token: when a forgotten transaction is freed, its slots are cleared in this
     # order, so the LMDB transaction is aborted before the gate stops counting it.
     __slots__ = ("_txn", "_token")
+    _txn: lmdb.Transaction
+    _token: object | None
 
     @property
     def closed(self) -> bool:  # type: ignore[override]
@@ -200,22 +196,14 @@ class LmdbReadTransaction(Transaction):
                 raise errors.TransactionClosedError("the transaction is already closed") from None
             raise _wrap(exc, "reading") from exc
 
-    def scan(
-        self,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        *,
-        prefix: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]:
+    def _check_open(self) -> None:
         if self._token is None:
             raise errors.TransactionClosedError("the transaction is already closed")
-        check_limit(limit)
-        lo, hi = scan_bounds(start, end, prefix)
-        if hi is not None and hi <= lo:
-            return iter(())
-        return _limited(_scan_db(self._txn, lo, hi, reverse), limit)
+
+    def _scan(
+        self, lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        return limited(_scan_db(self._txn, lo, hi, reverse), limit)
 
     def _end(self) -> None:
         if self._token is not None:
@@ -406,6 +394,17 @@ class LmdbStore(BatchingStore):
         finally:
             with _open_paths_lock:
                 _open_paths.discard(self.path)
+
+    def backup(self, directory: str, *, compact: bool = True) -> None:
+        # mdb_env_copy2 copies from one read transaction: consistent, and the writer goes on
+        # meanwhile. compact=True also leaves out free pages.
+        if self._closed:
+            raise errors.StoreClosedError(f"the store at {self.path} is closed")
+        target = backup_directory(directory)
+        try:
+            self._env.copy(target, compact=compact)
+        except Exception as exc:
+            raise errors.EngineError(f"lmdb copy to {target} failed: {exc}") from exc
 
     def stats(self) -> dict[str, Any]:
         info = self._env.info()

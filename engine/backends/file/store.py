@@ -1,64 +1,16 @@
-"""The file backend: the store as JSON files a person can read, in one directory.
-
-Files under ``path``:
-
-``meta.json``
-    The metadata record (format, version, backend), written once at creation, checked at open.
-``snapshot.json``
-    Every record as of journal sequence ``seq``, one ``[key, value]`` pair per line, in key order.
-    The first line carries ``seq``, the record count and a CRC-32 of everything after that line.
-``journal.jsonl``
-    One line per flushed batch since the snapshot (or a little before it, see below)::
-
-        {"crc32": "1a2b3c4d", "entry": {"seq": 7, "put": [["key", "value"]], "delete": ["gone"]}}
-
-    The CRC-32 covers the exact bytes of the ``entry`` object as they stand in the line.
-``lock``
-    Empty; ``flock``'ed exclusively by a writer for a whole batch, shared by a reader catching up.
-
-Keys and values are JSON strings when their bytes are valid UTF-8, else ``{"base64": "..."}``.
-
-Crash safety. A batch is one journal line written with one ``pwrite`` and then fsync'ed; only then
-is it visible to readers and acknowledged. A crash mid-write leaves a torn last line, which the next
-open drops (and a writer truncates away); a damaged line with valid lines after it is not a torn
-write but damage, and refuses to open. When the journal outgrows ``max(compact_min_bytes, size of
-the snapshot)`` the writer compacts: it writes a new snapshot covering the journal's last sequence
-(temp file, fsync, ``os.replace``, fsync of the directory), then replaces the journal by an empty
-one the same way. A crash between the two leaves an old journal whose entries are all covered by
-the snapshot: replay skips entries at or below the snapshot's ``seq``, and the next writer resets
-the journal. Writing the snapshot costs its size, but it happens only after at least as many bytes
-went to the journal, so compaction is amortised O(1) per byte written.
-
-Isolation in a process. The committed records live in memory (:class:`_Committed`: a dict and
-a chunked sorted key list). Read transactions never block writers: each pins the version it began
-at, and while any reader is pinned, a commit keeps the values it replaces in a per-key history,
-so that an old reader still sees its version; the history is dropped when the readers are gone
-(as LMDB keeps old pages for old readers). A write transaction sees the committed records plus
-the pending changes of the batch's earlier members, and the batch is published only after its
-journal line is durable.
-
-Several processes. A writer holds ``LOCK_EX`` from the start of its batch to its end and, before
-anything else, catches up with what other processes appended (the journal grew) or compacted (the
-journal or snapshot file was replaced: its inode differs from the one we hold open, so inode reuse
-cannot fool the check). A read transaction stats the journal when it begins; if the file changed,
-it catches up under ``LOCK_SH``, which waits for a writer in another process to finish its batch,
-so a reader never sees another process's batch before that batch is durable. Readers in other
-processes (the dump tool) open with ``readonly=True`` and work the same way.
-"""
+"""The file backend's store: opening, locking across processes, catching up with other
+processes, compaction, read transactions and group-committed writes."""
 
 from __future__ import annotations
 
-import base64
-import bisect
 import errno
 import json
 import logging
 import os
-import re
 import secrets
+import shutil
 import threading
 import weakref
-import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -68,25 +20,33 @@ except ImportError:  # pragma: no cover - not a POSIX system
     fcntl = None  # type: ignore[assignment]
 
 from engine import errors
-from engine.base import (
-    BatchingStore,
-    Transaction,
-    WriteSet,
-    _limited,
-    check_key,
-    check_limit,
+from engine.backends.common import (
+    backup_directory,
     check_metadata,
+    fsync_directory,
     metadata_record,
-    scan_bounds,
 )
+from engine.backends.file.format import (
+    JOURNAL_NAME,
+    LOCK_NAME,
+    META_NAME,
+    SNAPSHOT_NAME,
+    JournalRead,
+    journal_line,
+    parse_journal,
+    parse_snapshot,
+    pwrite_all,
+    read_range,
+    write_all,
+    write_snapshot,
+)
+from engine.backends.file.table import Committed
+from engine.batching import BatchingStore, WriteSet
+from engine.interface import Transaction, check_key, limited
 
 log = logging.getLogger(__name__)
 
 PROVIDER = "file"
-META_NAME = "meta.json"
-SNAPSHOT_NAME = "snapshot.json"
-JOURNAL_NAME = "journal.jsonl"
-LOCK_NAME = "lock"
 #: Temporary files are ``<final name>.tmp-<pid>-<random>`` in the store's directory (os.replace is
 #: atomic only within one filesystem); a writer removes leftovers of a crash at open.
 TMP_MARK = ".tmp-"
@@ -102,221 +62,6 @@ _NO_LOCK_ERRNOS = frozenset(
     for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "ENOSYS")
     if hasattr(errno, name)
 )
-
-_LINE_HEAD = b'{"crc32": "'
-_LINE_MID = b'", "entry": '
-_LINE_END = b"}"
-_CRC_END = len(_LINE_HEAD) + 8
-_PAYLOAD_START = _CRC_END + len(_LINE_MID)
-_HEX8 = re.compile(rb"[0-9a-f]{8}")
-_READ_CHUNK = 1 << 24
-
-
-# -- encoding ----------------------------------------------------------------------------------
-
-
-def _encode_bytes(data: bytes) -> str | dict[str, str]:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(data).decode("ascii")}
-
-
-def _decode_bytes(obj: Any) -> bytes:
-    """Raises ValueError (caught by the callers, who know where it was) on anything else."""
-    if isinstance(obj, str):
-        return obj.encode("utf-8")  # a lone surrogate escape raises UnicodeEncodeError
-    if isinstance(obj, dict) and len(obj) == 1 and isinstance(obj.get("base64"), str):
-        return base64.b64decode(obj["base64"], validate=True)
-    raise ValueError(f"not an encoded key or value: {obj!r:.60}")
-
-
-def _journal_line(seq: int, changes: dict[bytes, bytes | None]) -> bytes:
-    puts = [[_encode_bytes(k), _encode_bytes(v)] for k, v in changes.items() if v is not None]
-    deletes = [_encode_bytes(k) for k, v in changes.items() if v is None]
-    payload = json.dumps({"seq": seq, "put": puts, "delete": deletes}, ensure_ascii=False).encode(
-        "utf-8"
-    )
-    return b"".join(
-        (_LINE_HEAD, b"%08x" % zlib.crc32(payload), _LINE_MID, payload, _LINE_END, b"\n")
-    )
-
-
-def _parse_line(line: bytes) -> tuple[int, dict[bytes, bytes | None]] | None:
-    """A journal line (without its newline) as (seq, changes); None if torn or failing its CRC.
-
-    A line whose CRC matches but whose content is malformed was written whole, so it is damage
-    rather than a torn write: it raises CorruptStoreError.
-    """
-    if (
-        len(line) <= _PAYLOAD_START
-        or not line.startswith(_LINE_HEAD)
-        or line[_CRC_END:_PAYLOAD_START] != _LINE_MID
-        or not line.endswith(_LINE_END)
-        or not _HEX8.fullmatch(line[len(_LINE_HEAD) : _CRC_END])
-    ):
-        return None
-    payload = line[_PAYLOAD_START : -len(_LINE_END)]
-    if zlib.crc32(payload) != int(line[len(_LINE_HEAD) : _CRC_END], 16):
-        return None
-    try:
-        entry = json.loads(payload)
-        seq = entry["seq"]
-        if type(seq) is not int or seq < 1:
-            raise ValueError(f"bad seq {seq!r}")
-        changes: dict[bytes, bytes | None] = {}
-        for key in entry["delete"]:
-            changes[_decode_bytes(key)] = None
-        for key, value in entry["put"]:
-            changes[_decode_bytes(key)] = _decode_bytes(value)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise errors.CorruptStoreError(f"a journal entry with a valid checksum is malformed: {exc}")
-    return seq, changes
-
-
-class _JournalRead:
-    """What parsing a stretch of the journal found."""
-
-    __slots__ = ("changes", "end", "torn_bytes", "last_seq", "stale")
-
-    def __init__(self) -> None:
-        self.changes: dict[bytes, bytes | None] = {}  # the new entries, merged in order
-        self.end = 0  # file offset just after the last good line
-        self.torn_bytes = 0  # bytes after ``end`` that a crash left unfinished
-        self.last_seq: int | None = None
-        self.stale = False  # some entries were already covered by the snapshot
-
-
-def _parse_journal(
-    data: bytes, start: int, prev_seq: int | None, snap_seq: int, where: str
-) -> _JournalRead:
-    """Parse ``data``, the journal's bytes from file offset ``start`` to its end.
-
-    ``prev_seq`` is the sequence of the line just before ``start`` (None at the file's start).
-    """
-    out = _JournalRead()
-    out.last_seq = prev_seq
-    pos = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        # A line without its newline is unfinished whatever it holds: the newline is written in
-        # the same pwrite, and a batch is acknowledged only after the whole line is durable.
-        record = _parse_line(data[pos:nl]) if nl >= 0 else None
-        if record is None:
-            if _has_valid_line(data, len(data) if nl < 0 else nl + 1):
-                raise errors.CorruptStoreError(
-                    f"{where}: the entry at byte {start + pos} is damaged and valid entries follow"
-                    " it; this is not an interrupted write, so the store refuses to guess"
-                )
-            out.torn_bytes = len(data) - pos
-            break
-        seq, changes = record
-        if out.last_seq is None:
-            if seq > snap_seq + 1:
-                raise errors.CorruptStoreError(
-                    f"{where}: starts at entry {seq} but the snapshot covers only up to {snap_seq}"
-                )
-        elif seq != out.last_seq + 1:
-            raise errors.CorruptStoreError(
-                f"{where}: entry {seq} at byte {start + pos} follows entry {out.last_seq}"
-            )
-        out.last_seq = seq
-        if seq > snap_seq:
-            out.changes.update(changes)
-        else:
-            out.stale = True
-        pos = nl + 1
-    out.end = start + pos
-    return out
-
-
-def _has_valid_line(data: bytes, pos: int) -> bool:
-    for line in data[pos:].split(b"\n"):
-        try:
-            if _parse_line(line) is not None:
-                return True
-        except errors.CorruptStoreError:
-            return True  # checksummed, hence written whole: damage, not a torn tail
-    return False
-
-
-def _snapshot_chunks(committed: _Committed, seq: int) -> Iterator[bytes]:
-    # The CRC placeholder is patched in place once the body is written (see _write_snapshot).
-    count = len(committed.keys)
-    yield (
-        f'{{"snapshot": {{"seq": {seq}, "records": {count}, "crc32": "00000000"}}, "records": [\n'
-    ).encode("ascii")
-    rows: list[str] = []
-    size = 0
-    for i, key in enumerate(committed.keys):
-        row = json.dumps(
-            [_encode_bytes(key), _encode_bytes(committed.values[key])], ensure_ascii=False
-        )
-        rows.append(row if i == 0 else ",\n" + row)
-        size += len(row)
-        if size >= 1 << 20:
-            yield "".join(rows).encode("utf-8")
-            rows, size = [], 0
-    rows.append("\n]}\n" if committed.keys else "]}\n")
-    yield "".join(rows).encode("utf-8")
-
-
-def _write_snapshot(fd: int, committed: _Committed, seq: int) -> None:
-    chunks = _snapshot_chunks(committed, seq)
-    header = next(chunks)
-    _write_all(fd, header)
-    crc = 0
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
-        _write_all(fd, chunk)
-    crc_at = header.index(b'"crc32": "') + len(b'"crc32": "')
-    _pwrite_all(fd, b"%08x" % crc, crc_at)
-
-
-def _parse_snapshot(raw: bytes, where: str) -> tuple[dict[bytes, bytes], int]:
-    try:
-        doc = json.loads(raw)
-        info = doc["snapshot"]
-        seq, count, crc = info["seq"], info["records"], info["crc32"]
-        if type(seq) is not int or seq < 0 or type(count) is not int:
-            raise ValueError(f"bad header {info!r}")
-        body = raw[raw.index(b"\n") + 1 :]
-        if f"{zlib.crc32(body):08x}" != crc:
-            raise ValueError("checksum mismatch")
-        records = doc["records"]
-        values = {_decode_bytes(k): _decode_bytes(v) for k, v in records}
-        if len(records) != count or len(values) != count:
-            raise ValueError(f"{len(records)} records ({len(values)} keys), header says {count}")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise errors.CorruptStoreError(f"{where} is damaged: {exc}")
-    return values, seq
-
-
-# -- small os helpers --------------------------------------------------------------------------
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
-
-
-def _read_range(fd: int, start: int, end: int) -> bytes:
-    parts = []
-    while start < end:
-        chunk = os.pread(fd, min(end - start, _READ_CHUNK), start)
-        if not chunk:
-            break
-        parts.append(chunk)
-        start += len(chunk)
-    return b"".join(parts)
 
 
 def _file_id(st: os.stat_result) -> tuple[int, int]:
@@ -337,232 +82,6 @@ def _open_failure(exc: OSError, what: str) -> errors.EngineError:
     return errors.EngineError(f"{what}: {exc}")
 
 
-# -- the committed records ---------------------------------------------------------------------
-
-
-class _SortedKeys:
-    """Keys in bytewise order, kept as a list of sorted chunks.
-
-    One flat sorted list would make every insert or delete move the whole tail of the list (an
-    O(n) memmove that dominated a commit at a few hundred thousand keys); here it moves at most
-    one chunk, and only a chunk split or merge touches the (n / LOAD)-long list of chunk maxima.
-    """
-
-    __slots__ = ("_chunks", "_maxes", "_len")
-
-    LOAD = 1000
-
-    def __init__(self, ordered: list[bytes] | None = None) -> None:
-        ordered = ordered or []
-        self._chunks = [ordered[i : i + self.LOAD] for i in range(0, len(ordered), self.LOAD)]
-        self._maxes = [chunk[-1] for chunk in self._chunks]
-        self._len = len(ordered)
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            yield from chunk
-
-    def add(self, key: bytes) -> None:
-        """Insert ``key``, which must not be present."""
-        chunks, maxes = self._chunks, self._maxes
-        self._len += 1
-        if not chunks:
-            chunks.append([key])
-            maxes.append(key)
-            return
-        i = bisect.bisect_left(maxes, key)
-        if i == len(maxes):
-            i -= 1
-            chunks[i].append(key)
-            maxes[i] = key
-        else:
-            bisect.insort(chunks[i], key)
-        chunk = chunks[i]
-        if len(chunk) > 2 * self.LOAD:
-            half = len(chunk) // 2
-            chunks[i : i + 1] = [chunk[:half], chunk[half:]]
-            maxes[i : i + 1] = [chunk[half - 1], chunk[-1]]
-
-    def remove(self, key: bytes) -> None:
-        """Remove ``key``, which must be present."""
-        chunks, maxes = self._chunks, self._maxes
-        i = bisect.bisect_left(maxes, key)
-        chunk = chunks[i]
-        del chunk[bisect.bisect_left(chunk, key)]
-        self._len -= 1
-        if not chunk:
-            del chunks[i]
-            del maxes[i]
-            return
-        maxes[i] = chunk[-1]
-        if len(chunk) < self.LOAD // 4 and len(chunks) > 1:
-            # Keep chunks from dwindling to a list of near-empty ones after many deletes.
-            j = i if i + 1 < len(chunks) else i - 1
-            merged = chunks[j] + chunks[j + 1]
-            chunks[j : j + 2] = [merged]
-            maxes[j : j + 2] = [merged[-1]]
-
-    def forward(self, key: bytes, inclusive: bool, n: int) -> list[bytes]:
-        """Up to ``n`` keys from ``key`` on (past it unless ``inclusive``), ascending."""
-        find = bisect.bisect_left if inclusive else bisect.bisect_right
-        chunks = self._chunks
-        i = find(self._maxes, key)
-        out: list[bytes] = []
-        if i < len(chunks):
-            chunk = chunks[i]
-            j = find(chunk, key)
-            out.extend(chunk[j : j + n])
-            i += 1
-        while len(out) < n and i < len(chunks):
-            out.extend(chunks[i][: n - len(out)])
-            i += 1
-        return out
-
-    def backward(self, key: bytes | None, n: int) -> list[bytes]:
-        """Up to ``n`` keys below ``key`` (below nothing if None), descending."""
-        chunks = self._chunks
-        if not chunks:
-            return []
-        i = len(chunks) if key is None else bisect.bisect_left(self._maxes, key)
-        if key is None or i == len(chunks):
-            i = len(chunks) - 1
-            j = len(chunks[i])
-        else:
-            j = bisect.bisect_left(chunks[i], key)
-        out: list[bytes] = []
-        while i >= 0 and len(out) < n:
-            chunk = chunks[i]
-            out.extend(reversed(chunk[max(0, j - (n - len(out))) : j]))
-            i -= 1
-            j = len(chunks[i]) if i >= 0 else 0
-        return out
-
-
-class _Committed:
-    """The committed records, plus what open readers need to keep seeing their own version.
-
-    ``version`` counts publications. ``history[key]`` lists ``(version, previous value)`` for each
-    publication that changed ``key`` while a reader was pinned, oldest first; a reader pinned at
-    version ``p`` sees the previous value of the first entry newer than ``p``, else the current
-    value. Guarded by the store's state lock.
-    """
-
-    __slots__ = ("values", "keys", "nbytes", "version", "history", "history_keys", "pins")
-
-    def __init__(self, values: dict[bytes, bytes]) -> None:
-        self.values = values
-        self.keys = _SortedKeys(sorted(values))
-        self.nbytes = sum(len(k) + len(v) for k, v in values.items())
-        self.version = 0
-        self.history: dict[bytes, list[tuple[int, bytes | None]]] = {}
-        self.history_keys = _SortedKeys()
-        self.pins: dict[int, int] = {}
-
-    def publish(self, changes: dict[bytes, bytes | None]) -> None:
-        version = self.version + 1
-        keep_history = bool(self.pins)  # every pinned reader is older than ``version``
-        values, keys = self.values, self.keys
-        for key, value in changes.items():
-            old = values.get(key)
-            if old == value:
-                continue
-            if keep_history:
-                entries = self.history.get(key)
-                if entries is None:
-                    self.history[key] = entries = []
-                    self.history_keys.add(key)
-                entries.append((version, old))
-            if value is None:
-                del values[key]
-                keys.remove(key)
-                self.nbytes -= len(key) + len(old)  # type: ignore[arg-type]
-            else:
-                if old is None:
-                    keys.add(key)
-                    self.nbytes += len(key) + len(value)
-                else:
-                    self.nbytes += len(value) - len(old)
-                values[key] = value
-        self.version = version
-
-    def value_at(self, key: bytes, version: int) -> bytes | None:
-        if version != self.version:
-            for replaced_at, previous in self.history.get(key, ()):
-                if replaced_at > version:
-                    return previous
-        return self.values.get(key)
-
-    def pin(self) -> int:
-        self.pins[self.version] = self.pins.get(self.version, 0) + 1
-        return self.version
-
-    def unpin(self, version: int) -> None:
-        left = self.pins[version] - 1
-        if left:
-            self.pins[version] = left
-            return
-        del self.pins[version]
-        if not self.pins:
-            self.history, self.history_keys = {}, _SortedKeys()
-            return
-        oldest = min(self.pins)
-        if version < oldest:
-            # Entries at or below the oldest pinned version can no longer be anyone's answer.
-            history = {}
-            for key, entries in self.history.items():
-                kept = [e for e in entries if e[0] > oldest]
-                if kept:
-                    history[key] = kept
-            self.history, self.history_keys = history, _SortedKeys(sorted(history))
-
-    def chunk(
-        self,
-        version: int,
-        lo: bytes,
-        hi: bytes | None,
-        after: bytes | None,
-        reverse: bool,
-        size: int,
-    ) -> tuple[list[tuple[bytes, bytes]], bytes | None, bool]:
-        """Up to ``size`` keys of [lo, hi) past ``after``, as of ``version``.
-
-        Returns (pairs, last key examined, exhausted). Scans go chunk by chunk, re-finding their
-        place by key, so that a publication between two chunks cannot make them skip or repeat.
-        """
-        sources = [self.keys]
-        if version != self.version and self.history_keys:
-            sources.append(self.history_keys)  # keys deleted since ``version`` live only here
-        picked: list[list[bytes]] = []
-        for keys in sources:
-            if not reverse:
-                if after is None:
-                    picked.append(keys.forward(lo, True, size))
-                else:
-                    picked.append(keys.forward(after, False, size))
-            else:
-                picked.append(keys.backward(hi if after is None else after, size))
-        if len(picked) == 1:
-            cand = picked[0]
-        else:
-            cand = sorted(set(picked[0]).union(picked[1]), reverse=reverse)[:size]
-        exhausted = len(cand) < size
-        if not reverse and hi is not None and cand and cand[-1] >= hi:
-            cand = cand[: bisect.bisect_left(cand, hi)]
-            exhausted = True
-        elif reverse and cand and cand[-1] < lo:
-            cand = [k for k in cand if k >= lo]
-            exhausted = True
-        pairs = []
-        for key in cand:
-            value = self.value_at(key, version)
-            if value is not None:
-                pairs.append((key, value))
-        return pairs, (cand[-1] if cand else None), exhausted or not cand
-
-
 class _FileBatch:
     """The open batch: where its journal line will go, and its members' changes merged."""
 
@@ -579,7 +98,7 @@ class FileReadTransaction(Transaction):
 
     write = False
 
-    def __init__(self, store: FileStore, committed: _Committed, version: int) -> None:
+    def __init__(self, store: FileStore, committed: Committed, version: int) -> None:
         self._store = store
         self._committed = committed
         self._version = version
@@ -600,21 +119,10 @@ class FileReadTransaction(Transaction):
         with self._store._state_lock:
             return self._committed.value_at(key, self._version)
 
-    def scan(
-        self,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        *,
-        prefix: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
+    def _scan(
+        self, lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
     ) -> Iterator[tuple[bytes, bytes]]:
-        self._check_open()
-        check_limit(limit)
-        lo, hi = scan_bounds(start, end, prefix)
-        if hi is not None and hi <= lo:
-            return iter(())
-        return _limited(self._iter(lo, hi, reverse), limit)
+        return limited(self._iter(lo, hi, reverse), limit)
 
     def _iter(self, lo: bytes, hi: bytes | None, reverse: bool) -> Iterator[tuple[bytes, bytes]]:
         after: bytes | None = None
@@ -669,8 +177,8 @@ class FileStore(BatchingStore):
         self._meta: dict[str, Any] = {}
         # Guards the committed records and the journal position that readers compare against.
         self._state_lock = threading.Lock()
-        self._released_pins: list[tuple[_Committed, int]] = []
-        self._committed = _Committed({})
+        self._released_pins: list[tuple[Committed, int]] = []
+        self._committed = Committed({})
         self._lock_fd = -1
         self._journal_fd = -1
         self._snapshot_fd = -1  # held open so that its inode cannot be reused under our eyes
@@ -743,13 +251,13 @@ class FileStore(BatchingStore):
             raise errors.CorruptStoreError(f"{self.path} has a journal but no {META_NAME}")
         if os.path.exists(snapshot):
             with open(snapshot, "rb") as f:  # never torn: it is written by os.replace
-                values, seq = _parse_snapshot(f.read(), snapshot)
+                values, seq = parse_snapshot(f.read(), snapshot)
             if values or seq:
                 raise errors.CorruptStoreError(f"{self.path} has a snapshot but no {META_NAME}")
         self._replace_file(JOURNAL_NAME, lambda fd: None)
-        self._replace_file(SNAPSHOT_NAME, lambda fd: _write_snapshot(fd, _Committed({}), 0))
+        self._replace_file(SNAPSHOT_NAME, lambda fd: write_snapshot(fd, Committed({}), 0))
         meta = json.dumps(metadata_record(PROVIDER), indent=2).encode("utf-8") + b"\n"
-        self._replace_file(META_NAME, lambda fd: _write_all(fd, meta))
+        self._replace_file(META_NAME, lambda fd: write_all(fd, meta))
         self._fsync_dir(os.path.dirname(self.path))  # the store directory may be new
 
     def _remove_temp_files(self) -> None:
@@ -786,11 +294,11 @@ class FileStore(BatchingStore):
             except FileNotFoundError as exc:
                 raise errors.CorruptStoreError(f"{self.path} lacks {exc.filename}")
             snap_st, journal_st = os.fstat(snap_fd), os.fstat(journal_fd)
-            raw = _read_range(snap_fd, 0, snap_st.st_size)
-            values, snap_seq = _parse_snapshot(raw, snapshot_path)
-            data = _read_range(journal_fd, 0, journal_st.st_size)
-            read = _parse_journal(data, 0, None, snap_seq, journal_path)
-            committed = _Committed(values)
+            raw = read_range(snap_fd, 0, snap_st.st_size)
+            values, snap_seq = parse_snapshot(raw, snapshot_path)
+            data = read_range(journal_fd, 0, journal_st.st_size)
+            read = parse_journal(data, 0, None, snap_seq, journal_path)
+            committed = Committed(values)
             committed.publish(read.changes)
             if read.torn_bytes:
                 self._drop_torn_tail(journal_fd, read, exclusive)
@@ -814,7 +322,7 @@ class FileStore(BatchingStore):
             if fd >= 0:
                 os.close(fd)
 
-    def _drop_torn_tail(self, journal_fd: int, read: _JournalRead, exclusive: bool) -> None:
+    def _drop_torn_tail(self, journal_fd: int, read: JournalRead, exclusive: bool) -> None:
         if not exclusive:
             return  # only a writer may change the file; a reader just stops before the tail
         log.warning(
@@ -839,8 +347,8 @@ class FileStore(BatchingStore):
             return
         if journal_st.st_size == self._offset:
             return
-        data = _read_range(self._journal_fd, self._offset, journal_st.st_size)
-        read = _parse_journal(
+        data = read_range(self._journal_fd, self._offset, journal_st.st_size)
+        read = parse_journal(
             data, self._offset, self._journal_last_seq, self._snap_seq, self._file(JOURNAL_NAME)
         )
         if read.torn_bytes:
@@ -924,7 +432,7 @@ class FileStore(BatchingStore):
     def _compact(self) -> None:
         """Snapshot the committed records, then empty the journal; holds LOCK_EX, caught up."""
         committed, seq = self._committed, self._seq
-        size = self._replace_file(SNAPSHOT_NAME, lambda fd: _write_snapshot(fd, committed, seq))
+        size = self._replace_file(SNAPSHOT_NAME, lambda fd: write_snapshot(fd, committed, seq))
         # From here on a crash leaves the old journal, whose entries the snapshot covers.
         snap_fd = os.open(self._file(SNAPSHOT_NAME), os.O_RDONLY | os.O_CLOEXEC)
         with self._state_lock:
@@ -1048,6 +556,30 @@ class FileStore(BatchingStore):
     def metadata(self) -> dict[str, Any]:
         return dict(self._meta)
 
+    def backup(self, directory: str, *, compact: bool = True) -> None:
+        # A lock of its own (a descriptor of its own: flock locks belong to the open file), shared:
+        # writers of every process hold LOCK_EX for a whole batch, compaction included, so under
+        # LOCK_SH the snapshot and journal are a committed state and stay one while we copy them.
+        if self._closed:
+            raise errors.StoreClosedError(f"the store at {self.path} is closed")
+        target = backup_directory(directory)
+        lock_fd = os.open(self._file(LOCK_NAME), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)
+            for name in (META_NAME, SNAPSHOT_NAME, JOURNAL_NAME):
+                with open(self._file(name), "rb") as fsrc, \
+                        open(os.path.join(target, name), "wb") as fdst:
+                    shutil.copyfileobj(fsrc, fdst)
+                    fdst.flush()
+                    os.fsync(fdst.fileno())
+        except OSError as exc:
+            raise errors.EngineError(f"file backup to {target} failed: {exc}") from exc
+        finally:
+            os.close(lock_fd)  # releases the lock
+        with open(os.path.join(target, LOCK_NAME), "wb"):
+            pass
+        fsync_directory(target)
+
     def stats(self) -> dict[str, Any]:
         with self._state_lock:
             committed = self._committed
@@ -1136,9 +668,9 @@ class FileStore(BatchingStore):
             if not handle.pending:
                 return
             seq = self._seq + 1
-            line = _journal_line(seq, handle.pending)
+            line = journal_line(seq, handle.pending)
             try:
-                _pwrite_all(self._journal_fd, line, handle.start)
+                pwrite_all(self._journal_fd, line, handle.start)
                 if self._sync:
                     os.fsync(self._journal_fd)
             except OSError as exc:

@@ -1,37 +1,24 @@
-"""The engine interface and the machinery its backends share.
+"""Group commit: :class:`BatchingStore`, the write path the embedded backends (lmdb, file, sqlite)
+share.
 
-The interface is py-lmdb's in shape: ``store.begin(write=...)`` gives a transaction that is a
-context manager (commit on success, abort on exception) and offers ``get``, ``put`` (with
-``overwrite=False`` as the atomic insert-if-absent), ``delete`` and an ordered ``scan``. Keys and
-values are ``bytes``; keys are ordered bytewise on every backend.
-
-Write transactions of the embedded backends (lmdb, file, sqlite) share one mechanism,
-:class:`BatchingStore`: a write transaction buffers its changes in a :class:`WriteSet`, reading
-through it to the backend's open *batch*; committing applies the changes to the batch, and the
-last writer of a burst flushes the batch durably once for everyone in it (group commit). Each
-caller is still atomic (its changes are applied whole or not at all) and is acknowledged only after
-the flush that carries its changes succeeded.
+A write transaction buffers its changes in a :class:`WriteSet`, reading through it to the
+backend's open *batch*; committing applies the changes to the batch, and the last writer of a
+burst flushes the batch durably once for everyone in it. Each caller is still atomic (its changes
+are applied whole or not at all) and is acknowledged only after the flush that carries its
+changes succeeded.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from _thread import allocate_lock as _allocate_lock
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
 from engine import errors
-
-#: The engine's key limit, the same on every backend so that any store can migrate to any other.
-#: LMDB allows 511 bytes and the lmdb backend spends one byte on a key prefix (so that the empty
-#: key, which LMDB refuses, is a key like any other).
-MAX_KEY_SIZE = 510
-
-FORMAT_NAME = "autobyteus-kv"
-FORMAT_VERSION = 1
+from engine.interface import Store, Transaction, check_key, check_value, limited
 
 #: Group commit gathers at most this many write transactions into one flush, so that a steady
 #: stream of writers cannot postpone everyone's acknowledgement without bound.
@@ -41,230 +28,6 @@ MAX_BATCH_MEMBERS = 512
 FLUSHES_PER_THREAD = 4
 
 _MISSING = object()
-
-
-def check_key(key: Any) -> bytes:
-    if type(key) is not bytes:
-        if isinstance(key, (bytearray, memoryview)):
-            key = bytes(key)
-        else:
-            raise errors.InvalidKeyError(f"keys are bytes, not {type(key).__name__}")
-    if len(key) > MAX_KEY_SIZE:
-        raise errors.InvalidKeyError(
-            f"key of {len(key)} bytes exceeds the engine limit of {MAX_KEY_SIZE} bytes"
-        )
-    return key
-
-
-def check_value(value: Any) -> bytes:
-    if type(value) is not bytes:
-        if isinstance(value, (bytearray, memoryview)):
-            return bytes(value)
-        raise errors.InvalidKeyError(f"values are bytes, not {type(value).__name__}")
-    return value
-
-
-def out_of_space(directory: str, files: tuple[str, ...] = (), needed: int = 1 << 16) -> str | None:
-    """Why a write that failed in ``directory`` most likely met a full disk; None if it does not
-    look so.
-
-    Some writers report a full disk as a plain I/O error: LMDB counts a short write as EIO, and
-    SQLite reports EFBIG (the file-size limit) as SQLITE_IOERR_WRITE. The store asks here before
-    calling such a failure a durability error: fewer than ``needed`` bytes free on the
-    filesystem, or one of ``files`` within ``needed`` bytes of the process's file-size limit.
-    """
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        pass
-    else:
-        blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserve
-        free = blocks * st.f_frsize
-        if free < needed:
-            return f"{free} bytes free on the filesystem of {directory}"
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not a POSIX system
-        return None
-    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if soft != resource.RLIM_INFINITY:
-        for name in files:
-            try:
-                size = os.path.getsize(name)
-            except OSError:
-                continue
-            if size + needed > soft:
-                return f"{name} is {size} bytes, at the file-size limit of {soft} bytes"
-    return None
-
-
-def unwritable(directory: str) -> str | None:
-    """Why this process cannot write in ``directory`` (a read-only filesystem or missing
-    permission); None if it can, or if that cannot be told."""
-    try:
-        if os.statvfs(directory).f_flag & os.ST_RDONLY:
-            return f"{directory} is on a read-only filesystem"
-    except OSError:
-        return None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return f"{directory} is not writable by this user"
-    return None
-
-
-def prefix_end(prefix: bytes) -> bytes | None:
-    """The smallest key greater than every key that starts with ``prefix`` (None: no bound)."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-def scan_bounds(
-    start: bytes | None, end: bytes | None, prefix: bytes | None
-) -> tuple[bytes, bytes | None]:
-    """Normalise scan arguments to a half-open range ``[lo, hi)``; ``hi`` None means unbounded."""
-    lo = b"" if start is None else check_key(start)
-    hi = None if end is None else check_key(end)
-    if prefix is not None:
-        prefix = check_key(prefix)
-        if prefix > lo:
-            lo = prefix
-        p_end = prefix_end(prefix)
-        if p_end is not None and (hi is None or p_end < hi):
-            hi = p_end
-    return lo, hi
-
-
-def metadata_record(provider: str) -> dict[str, Any]:
-    return {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "backend": provider,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
-def check_metadata(meta: dict[str, Any], provider: str, where: str) -> None:
-    """Refuse a store written by another backend, another format, or a newer format version."""
-    if meta.get("format") != FORMAT_NAME:
-        raise errors.IncompatibleStoreError(f"{where} is not an {FORMAT_NAME} store: {meta!r}")
-    if meta.get("backend") != provider:
-        raise errors.IncompatibleStoreError(
-            f"{where} was created by the {meta.get('backend')!r} backend, not {provider!r}"
-        )
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise errors.IncompatibleStoreError(
-            f"{where} has format version {version!r}; this code reads versions 1..{FORMAT_VERSION}"
-        )
-
-
-class Transaction(ABC):
-    """A transaction: use it as a context manager, or call commit() / abort() yourself."""
-
-    # No instance dict of its own: a subclass with __slots__ (the lmdb reader, made once per
-    # point read) then has none at all. Subclasses without __slots__ get one as usual.
-    __slots__ = ()
-
-    write: bool = False
-    _closed: bool = False
-
-    @abstractmethod
-    def get(self, key: bytes) -> bytes | None:
-        """The value stored under ``key``, or None."""
-
-    def put(self, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
-        """Store ``value``; with ``overwrite=False`` only if ``key`` is absent. True if written."""
-        raise errors.ReadOnlyError("put() in a read transaction")
-
-    def delete(self, key: bytes) -> bool:
-        """Remove ``key``; True if it was present."""
-        raise errors.ReadOnlyError("delete() in a read transaction")
-
-    @abstractmethod
-    def scan(
-        self,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        *,
-        prefix: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """Pairs with ``start <= key < end`` (and starting with ``prefix``), in key order.
-
-        Reverse scans yield the same range from the highest key down. The iterator is valid only
-        while the transaction is open.
-        """
-
-    @abstractmethod
-    def commit(self) -> None: ...
-
-    @abstractmethod
-    def abort(self) -> None: ...
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> Transaction:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._closed:
-            return
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-
-class Store(ABC):
-    """A key-value store. Thread-safe: share one Store between the threads of a process."""
-
-    provider: str = ""
-    readonly: bool = False
-
-    @abstractmethod
-    def begin(self, write: bool = False) -> Transaction: ...
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    @property
-    @abstractmethod
-    def metadata(self) -> dict[str, Any]:
-        """What the store recorded about itself at creation (format, version, backend)."""
-
-    def stats(self) -> dict[str, Any]:
-        """Backend facts for operators (sizes, map use); backends add what they know."""
-        return {"provider": self.provider}
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def _limited(it: Iterator[tuple[bytes, bytes]], limit: int | None) -> Iterator[tuple[bytes, bytes]]:
-    if limit is None:
-        yield from it
-        return
-    if limit <= 0:
-        return
-    n = 0
-    for item in it:
-        yield item
-        n += 1
-        if n >= limit:
-            return
-
-
-def check_limit(limit: int | None) -> int | None:
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise errors.InvalidKeyError(f"limit must be a non-negative int, not {limit!r}")
-    return limit
 
 
 class WriteSet:
@@ -384,10 +147,6 @@ class BatchedWriteTransaction(Transaction):
         self._batch = batch
         self._ws = WriteSet()
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise errors.TransactionClosedError("the transaction is already closed")
-
     def get(self, key: bytes) -> bytes | None:
         self._check_open()
         key = check_key(key)
@@ -413,22 +172,11 @@ class BatchedWriteTransaction(Transaction):
             self._ws.changes[key] = None
         return existed
 
-    def scan(
-        self,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        *,
-        prefix: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
+    def _scan(
+        self, lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
     ) -> Iterator[tuple[bytes, bytes]]:
-        self._check_open()
-        check_limit(limit)
-        lo, hi = scan_bounds(start, end, prefix)
-        if hi is not None and hi <= lo:
-            return iter(())
         base = self._store._batch_scan(self._batch.handle, lo, hi, reverse)
-        return _limited(self._ws.overlay_scan(base, lo, hi, reverse), limit)
+        return limited(self._ws.overlay_scan(base, lo, hi, reverse), limit)
 
     def commit(self) -> None:
         self._check_open()

@@ -1,0 +1,63 @@
+"""Indexes built from the engine interface alone, written in the same transaction as the record.
+
+Nothing here knows a backend or a domain. Every read-modify-write (sequences, roll-ups, unique
+buckets, TTL refresh) relies on one property of the engine: a write transaction sees a consistent
+state and no other writer commits a change to the keys it read before it commits (lmdb, file and
+sqlite run one writer at a time; postgresql takes an advisory lock per write transaction).
+Insert-if-absent (``put(..., overwrite=False)``) is what arbitrates every claim.
+
+Where each part is:
+
+- :mod:`~engine.indexes.layout`: the key layout (every key this layer writes) and ``classify``,
+  which tells what a raw key is;
+- :mod:`~engine.indexes.definitions`: ``UniqueIndex``, ``OrderedIndex``, ``Rollup``,
+  ``SequenceCounter``;
+- :mod:`~engine.indexes.collection`: ``Collection``, records with their indexes;
+- :mod:`~engine.indexes.ttl`: ``TtlSpace`` (idempotency keys) and ``TtlSweeper``;
+- :mod:`~engine.indexes.check`: ``check`` and ``repair`` of indexes against records;
+- :mod:`~engine.indexes.conflicts`: the conflicts the layer raises, and ``transact``.
+"""
+
+from engine.indexes.check import CheckReport, Problem, check, repair
+from engine.indexes.collection import Collection
+from engine.indexes.conflicts import (
+    DuplicateRecord,
+    IndexConflict,
+    RecordNotFound,
+    UniqueViolation,
+    transact,
+)
+from engine.indexes.definitions import (
+    OrderedIndex,
+    Rollup,
+    SequenceCounter,
+    UniqueIndex,
+    from_micros,
+    to_micros,
+)
+from engine.indexes.layout import NS_COLLECTION, NS_SEQUENCE, NS_TTL
+from engine.indexes.ttl import TtlSpace, TtlSweeper
+
+__all__ = [
+    "NS_COLLECTION",
+    "NS_SEQUENCE",
+    "NS_TTL",
+    "CheckReport",
+    "Collection",
+    "DuplicateRecord",
+    "IndexConflict",
+    "OrderedIndex",
+    "Problem",
+    "RecordNotFound",
+    "Rollup",
+    "SequenceCounter",
+    "TtlSpace",
+    "TtlSweeper",
+    "UniqueIndex",
+    "UniqueViolation",
+    "check",
+    "from_micros",
+    "repair",
+    "to_micros",
+    "transact",
+]
