@@ -18,7 +18,7 @@ from domains.channel.logbook import RateLimitedLog
 from domains.channel.models import PROVIDERS, TARGET_TYPES, TRANSPORTS
 from domains.channel.outbox import OutboxWorker
 from domains.channel.service import ChannelService
-from engine.base import Store
+from engine import Store
 from tests.domains.channel_support import ENVELOPE, ROUTE, FloatClock, GatewayStub
 from web.app import create_app
 from web.settings import Settings

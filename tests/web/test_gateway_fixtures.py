@@ -25,7 +25,7 @@ import pytest
 from domains.channel import signing
 from domains.channel.outbox import OutboxWorker
 from domains.channel.service import ChannelService
-from engine.base import Store
+from engine import Store
 from tests.domains.channel_support import FloatClock, GatewayStub
 
 SECRET = "gateway-secret"
