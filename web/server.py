@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from engine import errors as engine_errors
+from web import serving
 from web.app import Runtime, freeze_startup_objects
 from web.settings import TABLE, Settings, SettingsError
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     # Everything made so far lives as long as the process: out of the collector's sight.
     freeze_startup_objects()
-    host, port = server.effective_host, server.effective_port
+    host, port = serving.listening_address(server)
     log.info("serving %s store on http://%s:%s (threads %d, in flight %d, connections %d)",
              settings.provider, host, port, settings.threads, settings.inflight_limit,
              settings.connection_limit)
