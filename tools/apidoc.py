@@ -217,7 +217,8 @@ class Renderer:
         for status, response in operation.get("responses", {}).items():
             error = response.get("$ref") == "#/components/responses/Error"
             response = self.resolve(response)
-            schema = next(iter(response.get("content", {}).values()), {}).get("schema")
+            contents: list[dict[str, Any]] = list(response.get("content", {}).values())
+            schema = contents[0].get("schema") if contents else None
             shown = "[Error](#schema-error)" if error else (
                 self.type_text(schema) if schema else "none")
             out.append(f"| {status} | {response.get('description', '')} | {shown} |")

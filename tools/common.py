@@ -108,8 +108,10 @@ class Location:
 
     def settings(self) -> Settings:
         """The server's settings naming this store (everything else at its default)."""
-        named = {"data_dir": self.data_dir} if self.data_dir is not None else {}
-        return Settings(provider=self.provider, database_url=self.database_url, **named)
+        if self.data_dir is None:
+            return Settings(provider=self.provider, database_url=self.database_url)
+        return Settings(provider=self.provider, data_dir=self.data_dir,
+                        database_url=self.database_url)
 
     @property
     def path(self) -> str | None:
