@@ -162,7 +162,9 @@ class Settings:
         if unknown:
             raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
         table = TABLE if only is None else [e for e in TABLE if e.name in only]
-        preset = read([FIELDS["preset"]], env, overrides, "default")["preset"]
+        preset = "default"
+        if FIELDS["preset"] in table:
+            preset = read([FIELDS["preset"]], env, overrides, preset)["preset"]
         return cls(**read(table, env, overrides, preset))
 
     @property

@@ -93,9 +93,12 @@ def test_blank_is_unset_and_a_flag_wins_over_its_variable() -> None:
 
 
 def test_only_reads_the_named_settings() -> None:
-    env = {"AUTOBYTEUS_PORT": "not a port", "PERSISTENCE_PROVIDER": "SQLite"}
+    env = {"AUTOBYTEUS_PORT": "not a port", "PERSISTENCE_PROVIDER": "SQLite",
+           "AUTOBYTEUS_PRESET": "low-power"}
     settings = Settings.from_env(env, only=("provider", "data_dir"))
     assert settings.provider == "sqlite" and settings.port == FIELDS["port"].default
+    assert settings.preset == "default" and settings.threads == FIELDS["threads"].default
+    assert Settings.from_env(env, only=("preset", "threads")).threads == 2
     with pytest.raises(SettingsError, match="AUTOBYTEUS_PORT"):
         Settings.from_env(env)
 
