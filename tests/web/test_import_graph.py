@@ -4,6 +4,8 @@ composition root (web/app.py) imports the rest, and nothing imports it back."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +83,22 @@ def test_nothing_in_web_imports_the_composition_root_but_the_server_command() ->
 def test_the_cycle_finder_finds_one() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_opening_a_store_through_the_root_imports_neither_falcon_nor_a_domain(
+    tmp_path: Path,
+) -> None:
+    # The tools open stores through web/app.py; a broken domain package must not stop a dump.
+    code = (
+        "import sys\n"
+        "from tools.common import Location\n"
+        f"Location.resolve('lmdb', {str(tmp_path)!r}, None, {{}}).open(readonly=False,"
+        " create=True).close()\n"
+        "heavy = ('falcon', 'waitress', 'domains')\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in heavy]\n"
+        "print('LOADED', sorted(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "LOADED []", out.stdout + out.stderr
+    assert (tmp_path / "lmdb").is_dir()
