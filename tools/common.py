@@ -18,13 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from engine import Store, errors
-from engine.registry import (
-    DEFAULT_DATA_DIR,
-    PROVIDERS,
-    normalise_database_url,
-    normalise_provider,
-    open_store,
-)
+from engine.registry import PROVIDERS, normalise_database_url
+from web import app as composition
+from web.settings import Settings, SettingsError
 
 # -- exit codes (documented in the README's "Tools" section and in ``--help``) -----------------
 EXIT_OK = 0
@@ -77,6 +73,10 @@ def exit_code_of(exc: BaseException) -> int:
 
 
 # -- store selection ---------------------------------------------------------------------------
+#: The settings that say which store the tools open (the server's own, web/settings.py).
+STORE_SETTINGS = ("provider", "data_dir", "database_url")
+
+
 @dataclass(frozen=True)
 class Location:
     """A store as the tools name it: a provider and where it lives."""
@@ -93,19 +93,24 @@ class Location:
         database_url: str | None,
         environ: Mapping[str, str] | None = None,
     ) -> Location:
-        """Flags win over PERSISTENCE_PROVIDER, AUTOBYTEUS_DATA_DIR, AUTOBYTEUS_DATABASE_URL."""
-        env = os.environ if environ is None else environ
-        name = normalise_provider(provider or env.get("PERSISTENCE_PROVIDER") or None)
-        if name == "postgresql":
-            url = database_url or env.get("AUTOBYTEUS_DATABASE_URL") or None
-            if not url:
-                raise ToolError(
-                    "the postgresql provider needs a database URL: --database-url or "
-                    "AUTOBYTEUS_DATABASE_URL (postgresql+psycopg://user:password@host/db)",
-                    EXIT_USAGE,
-                )
-            return cls(name, database_url=url)
-        return cls(name, data_dir=data_dir or env.get("AUTOBYTEUS_DATA_DIR") or DEFAULT_DATA_DIR)
+        """Flags win over PERSISTENCE_PROVIDER, AUTOBYTEUS_DATA_DIR, AUTOBYTEUS_DATABASE_URL,
+        read as the server reads them (web/settings.py)."""
+        try:
+            settings = Settings.from_env(
+                environ, only=STORE_SETTINGS,
+                provider=provider, data_dir=data_dir, database_url=database_url)
+        except SettingsError as exc:
+            raise ToolError(str(exc), EXIT_USAGE) from exc
+        if settings.provider == "postgresql":
+            return cls(settings.provider, database_url=settings.database_url)
+        return cls(settings.provider, data_dir=settings.data_dir)
+
+    def settings(self) -> Settings:
+        """The server's settings naming this store (everything else at its default)."""
+        if self.data_dir is None:
+            return Settings(provider=self.provider, database_url=self.database_url)
+        return Settings(provider=self.provider, data_dir=self.data_dir,
+                        database_url=self.database_url)
 
     @property
     def path(self) -> str | None:
@@ -131,13 +136,8 @@ class Location:
     def open(self, *, readonly: bool, create: bool = False) -> Store:
         """Open the store; readonly opens never create it (a missing store is exit code 3)."""
         try:
-            return open_store(
-                self.provider,
-                data_dir=self.data_dir,
-                database_url=self.database_url,
-                readonly=readonly,
-                create=create and not readonly,
-            )
+            return composition.open_store(
+                self.settings(), readonly=readonly, create=create and not readonly)
         except errors.StoreNotFoundError as exc:
             raise ToolError(f"no store: {self.describe()} does not exist ({exc})",
                             EXIT_STORE_MISSING) from exc

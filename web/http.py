@@ -88,7 +88,7 @@ def _reject_constant(name: str) -> Any:
 _decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 #: How every JSON answer is written: json.dumps(document, ensure_ascii=False), which is Falcon's
-#: default, with the encoder built once (see web/app.py).
+#: default, with the encoder built once (see web/api.py).
 encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 

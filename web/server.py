@@ -1,4 +1,5 @@
-"""``autobyteus-server`` / ``python -m web``: open the store, start the workers, serve."""
+"""``autobyteus-server`` / ``python -m web``: the command line around the composition root
+(web/app.py): flags, signals, exit codes and the "listening on" line."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sys
 from typing import Any
 
 from engine import errors as engine_errors
-from web.settings import Settings, SettingsError
+from web import serving
+from web.app import Runtime, freeze_startup_objects
+from web.settings import TABLE, Settings, SettingsError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -17,9 +20,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="autobyteus-server",
         description="Serve the persistence API (settings from the environment; flags win).",
     )
-    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default 8000; 0 = any free)")
-    parser.add_argument("--threads", type=int, help="request threads (default 8)")
+    for entry in TABLE:
+        if entry.spec.flag:
+            parser.add_argument(
+                entry.spec.flag, dest=entry.name, type=entry.kind,
+                help=f"{entry.spec.description} (${entry.spec.env}; default {entry.default})")
     return parser.parse_args(argv)
 
 
@@ -28,13 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log = logging.getLogger("autobyteus-server")
     try:
-        settings = Settings.from_env(host=args.host, port=args.port, threads=args.threads)
+        settings = Settings.from_env(**vars(args))
     except SettingsError as exc:
         print(f"autobyteus-server: {exc}", file=sys.stderr)
         return 2
-
-    from web import serving
-    from web.runtime import Runtime, freeze_startup_objects
 
     try:
         runtime = Runtime.start(settings)
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Limits (in flight, connections, backlog, timeouts, header size) are set in
         # web/serving.py, each from a setting.
-        server: Any = serving.create_server(runtime.app, settings)
+        server: Any = runtime.create_server()
     except OSError as exc:
         runtime.stop()
         print(f"autobyteus-server: cannot listen on {settings.host}:{settings.port}: {exc}",
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     # Everything made so far lives as long as the process: out of the collector's sight.
     freeze_startup_objects()
-    host, port = server.effective_host, server.effective_port
+    host, port = serving.listening_address(server)
     log.info("serving %s store on http://%s:%s (threads %d, in flight %d, connections %d)",
              settings.provider, host, port, settings.threads, settings.inflight_limit,
              settings.connection_limit)

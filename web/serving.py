@@ -16,6 +16,11 @@ What waitress does by itself, and what is added here:
   ``GuardedChannel._flush_some_if_lockable``).
 - Errors that waitress answers itself (headers too large 431, body over waitress's own cap 413,
   an unparsable request 400) get the API's JSON error body instead of waitress's plain text.
+
+None of this has a public seam in waitress, so this is the one module that subclasses or reaches
+into waitress's internals; ``WAITRESS_INTERNALS`` lists every one it relies on, and
+tests/web/test_waitress_internals.py fails, naming this module, when the installed waitress no
+longer has one of them (setup.cfg also keeps waitress below its next major release).
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import waitress
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
-from waitress.server import BaseWSGIServer
+from waitress.server import BaseWSGIServer, MultiSocketServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 from waitress.utilities import Error
 
@@ -42,6 +48,64 @@ from web.middleware import (
 from web.settings import Settings
 
 log = logging.getLogger("web.serving")
+
+
+@dataclass(frozen=True)
+class Internal:
+    """One thing of waitress this module relies on beyond its public API: ``owner.name``, with
+    these parameter names when ``params`` is given (a callable), or an attribute that instances
+    of ``owner`` carry when ``instance`` is set (set in their ``__init__``)."""
+
+    owner: Any
+    name: str
+    params: tuple[str, ...] | None = None
+    instance: bool = False
+    why: str = ""
+
+
+WAITRESS_INTERNALS: tuple[Internal, ...] = (
+    Internal(waitress, "create_server", ("application", "map", "_start", "_sock", "_dispatcher"),
+             why="the private _dispatcher argument: our SheddingDispatcher"),
+    Internal(ThreadedTaskDispatcher, "add_task", ("self", "task"), why="admission"),
+    Internal(ThreadedTaskDispatcher, "set_thread_count", ("self", "count")),
+    Internal(ThreadedTaskDispatcher, "shutdown", ("self", "cancel_pending", "timeout")),
+    Internal(ThreadedTaskDispatcher, "lock", instance=True, why="jumping the queue"),
+    Internal(ThreadedTaskDispatcher, "queue", instance=True, why="a deque, appendleft"),
+    Internal(ThreadedTaskDispatcher, "queue_cv", instance=True),
+    Internal(HTTPChannel, "error_task_class", why="JsonErrorTask"),
+    Internal(HTTPChannel, "parser_class", why="TimedRequestParser"),
+    Internal(HTTPChannel, "_flush_some_if_lockable", ("self", "do_close"),
+             why="GuardedChannel overrides it"),
+    Internal(HTTPChannel, "_flush_some", ("self", "do_close")),
+    Internal(HTTPChannel, "service", ("self",), why="_Admitted wraps it"),
+    Internal(HTTPChannel, "cancel", ("self",), why="_Admitted wraps it"),
+    Internal(HTTPChannel, "request", why="close_trickling: the request still arriving"),
+    Internal(HTTPChannel, "will_close"),
+    Internal(HTTPChannel, "total_outbufs_len"),
+    Internal(HTTPChannel, "requests", instance=True, why="the requests being served"),
+    Internal(HTTPChannel, "outbuf_lock", instance=True, why="a Condition"),
+    Internal(HTTPChannel, "adj", instance=True),
+    Internal(HTTPRequestParser, "__init__", ("self", "adj"), why="TimedRequestParser"),
+    Internal(HTTPRequestParser, "error", why="Overloaded is set there"),
+    Internal(ErrorTask, "execute", ("self",), why="JsonErrorTask overrides it"),
+    Internal(ErrorTask, "set_close_on_finish", ("self",)),
+    Internal(ErrorTask, "write", ("self", "data")),
+    Internal(ErrorTask, "status"),
+    Internal(ErrorTask, "content_length"),
+    Internal(ErrorTask, "request", instance=True),
+    Internal(ErrorTask, "response_headers", instance=True),
+    Internal(Error, "__init__", ("self", "body"), why="Overloaded(detail)"),
+    Internal(Error, "code"),
+    Internal(Error, "reason"),
+    Internal(Error, "body", instance=True),
+    Internal(BaseWSGIServer, "channel_class", why="accepting into GuardedChannel"),
+    Internal(BaseWSGIServer, "maintenance", ("self", "now"), why="also close_trickling"),
+    Internal(BaseWSGIServer, "active_channels", instance=True),
+    Internal(BaseWSGIServer, "adj", instance=True),
+    Internal(BaseWSGIServer, "effective_host", instance=True, why="listening_address"),
+    Internal(BaseWSGIServer, "effective_port", instance=True, why="listening_address"),
+    Internal(MultiSocketServer, "map", instance=True, why="its listening servers"),
+)
 
 #: waitress's own error classes (by status code) -> the API's error code.
 _WAITRESS_CODES = {
@@ -257,13 +321,24 @@ def create_server(app: Any, settings: Settings) -> Any:
     except BaseException:
         dispatcher.shutdown(timeout=1)
         raise
-    # One listening socket gives a server, several (a name with IPv4 and IPv6 addresses) a
-    # MultiSocketServer whose map holds them: each accepts into a GuardedChannel.
-    for candidate in [server, *getattr(server, "map", {}).values()]:
-        if isinstance(candidate, BaseWSGIServer):
-            _guard(candidate)
+    for listening in _listening_servers(server):
+        _guard(listening)
     server.limiter = limiter
     # waitress warns of its queue depth at every queued request under load; the dispatcher's
     # periodic "overloaded" warning says what matters instead.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     return server
+
+
+def _listening_servers(server: Any) -> list[BaseWSGIServer]:
+    """One listening socket gives a server, several (a name with IPv4 and IPv6 addresses) a
+    MultiSocketServer whose map holds them (beside the connections)."""
+    candidates = [server, *getattr(server, "map", {}).values()]
+    return [c for c in candidates if isinstance(c, BaseWSGIServer)]
+
+
+def listening_address(server: Any) -> tuple[str, int]:
+    """Where ``server`` (from create_server) listens: its first socket's host and port (the real
+    port when 0 was asked for)."""
+    first = _listening_servers(server)[0]
+    return first.effective_host, first.effective_port

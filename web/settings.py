@@ -1,170 +1,138 @@
-"""One settings object, read from the environment (and command-line flags), validated at startup.
+"""The server's settings: one table, read from the environment (and flags), checked at start-up.
 
-A bad value fails at startup with a message that names the variable and what it accepts.
+Each field of :class:`Settings` is one setting, declared once with :func:`setting`: variable,
+type (the annotation), range or choices, default, value under the low-power preset, description,
+secret or not. A bad value fails at start-up with a message that names the variable and what it
+accepts. The README's configuration table is generated from this one:
+
+    python -m web.settings --markdown        # print it
+    python -m web.settings --update-readme   # rewrite it in README.md
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
-from engine.registry import DEFAULT_DATA_DIR, DEFAULT_PROVIDER, PROVIDERS
+from engine import PROVIDERS
+from web.settings_table import (
+    PRESET_NAMES,
+    Entry,
+    SettingsError,
+    check_all,
+    entries,
+    markdown_table,
+    read,
+    setting,
+)
 
+__all__ = ["PRESETS", "PRESET_VARIABLE", "Settings", "SettingsError", "TABLE"]
 
-class SettingsError(ValueError):
-    """A setting has a value this server does not accept."""
-
-
-# -- presets ------------------------------------------------------------------------------------
-#: Named sets of defaults chosen with AUTOBYTEUS_PRESET. A preset only changes defaults: a
-#: variable set explicitly, or a command-line flag, still wins over it.
 PRESET_VARIABLE = "AUTOBYTEUS_PRESET"
-PRESETS: dict[str, dict[str, Any]] = {
-    "default": {},
-    # Low-power boards (Raspberry Pi class, 512 MB, 32-bit): fewer request threads, a small LMDB
-    # map to start (it grows by itself), background workers that wake up rarely.
-    "low-power": {
-        "threads": 2,
-        "lmdb_map_size": 8 << 20,
-        "ttl_sweep_interval_s": 600.0,
-        "outbox_poll_interval_s": 30.0,
-    },
-}
+_TEN_YEARS_S = 10 * 365 * 86400
+
+
+def _http_url(label: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"{label}={value!r} is not an http(s) URL")
 
 
 @attrs.frozen
 class Settings:
-    provider: str = DEFAULT_PROVIDER
-    data_dir: str = DEFAULT_DATA_DIR
-    database_url: str | None = None
-    api_token: str | None = attrs.field(default=None, repr=False)
-    gateway_shared_secret: str | None = attrs.field(default=None, repr=False)
-    callback_base_url: str | None = None
-    callback_shared_secret: str | None = attrs.field(default=None, repr=False)
-    callback_timeout_ms: int = 5000
-    ingress_routed_disposition: str = "ROUTED"
-    ingress_idempotency_ttl_s: int = 3600
-    callback_idempotency_ttl_s: int = 3600
-    host: str = "127.0.0.1"
-    port: int = 8000
-    threads: int = 8
-    max_body_bytes: int = 1 << 20
-    ttl_sweep_interval_s: float = 60.0
-    lmdb_map_size: int | None = None
-    #: How often the channel outbox worker looks for due replies when nothing woke it.
-    outbox_poll_interval_s: float = 1.0
-    #: The preset whose defaults were applied (see PRESETS).
-    preset: str = "default"
+    # -- the store --
+    preset: str = setting(
+        PRESET_VARIABLE, "default",
+        "a set of defaults: `low-power` for small boards (see \"Edge devices\"); variables and "
+        "flags still win", choices=PRESET_NAMES, normalise=str.lower)
+    provider: str = setting(
+        "PERSISTENCE_PROVIDER", "lmdb", "the store's backend",
+        choices=tuple(PROVIDERS), normalise=str.lower)
+    data_dir: str = setting(
+        "AUTOBYTEUS_DATA_DIR", "./data",
+        "where lmdb, file and sqlite stores live (`<dir>/<provider>/`)")
+    database_url: str | None = setting(
+        "AUTOBYTEUS_DATABASE_URL", None,
+        "PostgreSQL URL, `postgresql+psycopg://...` (`postgresql://` means psycopg 3 too)",
+        secret=True)
+    lmdb_map_size: int | None = setting(
+        "AUTOBYTEUS_LMDB_MAP_SIZE", None, "initial LMDB map size (it grows by itself)",
+        low=1 << 20, high=1 << 40, low_power=8 << 20, unit="bytes",
+        shown_default="256 MiB on 64-bit, 16 MiB on 32-bit")
+    # -- HTTP --
+    api_token: str | None = setting(
+        "AUTOBYTEUS_API_TOKEN", None, "bearer token required on `/rest/api/...` when set",
+        secret=True)
+    host: str = setting("AUTOBYTEUS_HOST", "127.0.0.1", "listening address", flag="--host")
+    port: int = setting("AUTOBYTEUS_PORT", 8000, "listening port (0: any free port)",
+                        low=0, high=65535, flag="--port")
+    threads: int = setting("AUTOBYTEUS_THREADS", 8, "request threads",
+                           low=1, high=256, low_power=2, flag="--threads")
+    max_body_bytes: int = setting(
+        "AUTOBYTEUS_MAX_BODY_BYTES", 1 << 20, "request body limit (413 beyond, nothing stored)",
+        low=1024, high=1 << 30, unit="bytes")
     # -- limits under load and hostile clients (see web/serving.py) --
-    #: Requests the server holds at once (being served or waiting for a thread); beyond it a
-    #: request is answered 503 OVERLOADED with Retry-After. None: 4 x threads.
-    max_inflight: int | None = None
-    #: Open connections waitress serves at once; beyond it new ones wait in the listen backlog.
-    connection_limit: int = 100
-    #: The listen backlog: connections the kernel holds before waitress accepts them.
-    backlog: int = 128
-    #: An idle connection, or one whose request has not fully arrived, is closed after this.
-    channel_timeout_s: int = 30
-    #: The request line plus headers; beyond it waitress answers 431.
-    max_header_bytes: int = 64 << 10
+    max_inflight: int | None = setting(
+        "AUTOBYTEUS_MAX_INFLIGHT", None,
+        "requests held at once, being served or waiting for a thread; beyond it 503 `OVERLOADED`",
+        low=1, high=100_000, shown_default="4 × threads")
+    connection_limit: int = setting(
+        "AUTOBYTEUS_CONNECTION_LIMIT", 100,
+        "open connections served at once; beyond it new ones wait in the listen backlog",
+        low=1, high=10_000)
+    backlog: int = setting(
+        "AUTOBYTEUS_BACKLOG", 128, "connections the kernel holds before they are accepted",
+        low=1, high=65_535)
+    channel_timeout_s: int = setting(
+        "AUTOBYTEUS_CHANNEL_TIMEOUT_SECONDS", 30,
+        "an idle connection, or one whose request has not fully arrived, is closed after this",
+        low=1, high=3600, unit="seconds")
+    max_header_bytes: int = setting(
+        "AUTOBYTEUS_MAX_HEADER_BYTES", 64 << 10, "request line and headers (431 beyond)",
+        low=1024, high=1 << 24, unit="bytes")
+    # -- background work --
+    ttl_sweep_interval_s: float = setting(
+        "AUTOBYTEUS_TTL_SWEEP_INTERVAL_SECONDS", 60.0,
+        "how often expired idempotency keys are purged", low=1, high=86400, low_power=600.0,
+        unit="seconds")
+    outbox_poll_interval_s: float = setting(
+        "AUTOBYTEUS_OUTBOX_POLL_INTERVAL_SECONDS", 1.0,
+        "how often the outbox worker looks for due replies when not woken (a queued reply "
+        "wakes it at once)", low=1, high=3600, low_power=30.0, unit="seconds")
+    # -- the external channel --
+    gateway_shared_secret: str | None = setting(
+        "CHANNEL_GATEWAY_SHARED_SECRET", None, "verifies ingress signatures when set",
+        secret=True)
+    callback_base_url: str | None = setting(
+        "CHANNEL_CALLBACK_BASE_URL", None, "where replies are delivered (http or https)",
+        check=_http_url)
+    callback_shared_secret: str | None = setting(
+        "CHANNEL_CALLBACK_SHARED_SECRET", None, "signs outbound callbacks when set", secret=True)
+    callback_timeout_ms: int = setting(
+        "CHANNEL_CALLBACK_TIMEOUT_MS", 5000, "callback request timeout",
+        low=1, high=600_000, unit="ms")
+    ingress_routed_disposition: str = setting(
+        "CHANNEL_INGRESS_ROUTED_DISPOSITION", "ROUTED",
+        "the disposition answered for a message routed to an agent",
+        choices=("ROUTED", "ACCEPTED"), normalise=str.upper)
+    ingress_idempotency_ttl_s: int = setting(
+        "CHANNEL_INGRESS_IDEMPOTENCY_TTL_SECONDS", 3600,
+        "how long an inbound message id is remembered (a redelivery inside it is a duplicate)",
+        low=0, high=_TEN_YEARS_S, unit="seconds")
+    callback_idempotency_ttl_s: int = setting(
+        "CHANNEL_CALLBACK_IDEMPOTENCY_TTL_SECONDS", 3600,
+        "how long a reply's callback idempotency key is remembered",
+        low=0, high=_TEN_YEARS_S, unit="seconds")
 
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
-        """Settings from ``environ`` (default os.environ); ``overrides`` (flags) win."""
-        env = os.environ if environ is None else environ
-
-        def text(name: str) -> str | None:
-            value = env.get(name)
-            if value is None or not value.strip():
-                return None
-            return value.strip()
-
-        def integer(name: str, default: int, low: int, high: int) -> int:
-            raw = text(name)
-            if raw is None:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                raise SettingsError(
-                    f"{name}={raw!r} is not an integer; it accepts {low}..{high}"
-                ) from None
-            if not low <= value <= high:
-                raise SettingsError(f"{name}={value} is out of range; it accepts {low}..{high}")
-            return value
-
-        preset_name = (text(PRESET_VARIABLE) or "default").lower()
-        if preset_name not in PRESETS:
-            raise SettingsError(
-                f"{PRESET_VARIABLE}={preset_name!r} is not a preset; it accepts "
-                + ", ".join(PRESETS)
-            )
-        preset = PRESETS[preset_name]
-
-        provider = (text("PERSISTENCE_PROVIDER") or DEFAULT_PROVIDER).lower()
-        values: dict[str, Any] = {
-            "provider": provider,
-            "data_dir": text("AUTOBYTEUS_DATA_DIR") or DEFAULT_DATA_DIR,
-            "database_url": text("AUTOBYTEUS_DATABASE_URL"),
-            "api_token": text("AUTOBYTEUS_API_TOKEN"),
-            "gateway_shared_secret": text("CHANNEL_GATEWAY_SHARED_SECRET"),
-            "callback_base_url": text("CHANNEL_CALLBACK_BASE_URL"),
-            "callback_shared_secret": text("CHANNEL_CALLBACK_SHARED_SECRET"),
-            "callback_timeout_ms": integer("CHANNEL_CALLBACK_TIMEOUT_MS", 5000, 1, 600_000),
-            "ingress_routed_disposition": (
-                text("CHANNEL_INGRESS_ROUTED_DISPOSITION") or "ROUTED"
-            ).upper(),
-            "ingress_idempotency_ttl_s": integer(
-                "CHANNEL_INGRESS_IDEMPOTENCY_TTL_SECONDS", 3600, 0, 10 * 365 * 86400
-            ),
-            "callback_idempotency_ttl_s": integer(
-                "CHANNEL_CALLBACK_IDEMPOTENCY_TTL_SECONDS", 3600, 0, 10 * 365 * 86400
-            ),
-            "host": text("AUTOBYTEUS_HOST") or "127.0.0.1",
-            "port": integer("AUTOBYTEUS_PORT", 8000, 0, 65535),
-            "threads": integer("AUTOBYTEUS_THREADS", preset.get("threads", 8), 1, 256),
-            "max_body_bytes": integer("AUTOBYTEUS_MAX_BODY_BYTES", 1 << 20, 1024, 1 << 30),
-            "ttl_sweep_interval_s": float(
-                integer("AUTOBYTEUS_TTL_SWEEP_INTERVAL_SECONDS",
-                        int(preset.get("ttl_sweep_interval_s", 60)), 1, 86400)
-            ),
-            "lmdb_map_size": (
-                integer("AUTOBYTEUS_LMDB_MAP_SIZE", 0, 1 << 20, 1 << 40)
-                if text("AUTOBYTEUS_LMDB_MAP_SIZE")
-                else preset.get("lmdb_map_size")
-            ),
-            "outbox_poll_interval_s": float(
-                integer("AUTOBYTEUS_OUTBOX_POLL_INTERVAL_SECONDS",
-                        int(preset.get("outbox_poll_interval_s", 1)), 1, 3600)
-            ),
-            "preset": preset_name,
-            "max_inflight": (
-                integer("AUTOBYTEUS_MAX_INFLIGHT", 0, 1, 100_000)
-                if text("AUTOBYTEUS_MAX_INFLIGHT")
-                else None
-            ),
-            "connection_limit": integer("AUTOBYTEUS_CONNECTION_LIMIT", 100, 1, 10_000),
-            "backlog": integer("AUTOBYTEUS_BACKLOG", 128, 1, 65_535),
-            "channel_timeout_s": integer("AUTOBYTEUS_CHANNEL_TIMEOUT_SECONDS", 30, 1, 3600),
-            "max_header_bytes": integer("AUTOBYTEUS_MAX_HEADER_BYTES", 64 << 10, 1024, 1 << 24),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        if self.provider not in PROVIDERS:
-            raise SettingsError(
-                f"PERSISTENCE_PROVIDER={self.provider!r} is not a provider; it accepts "
-                + ", ".join(PROVIDERS)
-            )
+    def __attrs_post_init__(self) -> None:
+        check_all(TABLE, self)
         if self.provider == "postgresql":
             if not self.database_url:
                 raise SettingsError(
@@ -177,24 +145,27 @@ class Settings:
                     "AUTOBYTEUS_DATABASE_URL must start with postgresql+psycopg:// or "
                     "postgresql://"
                 )
-        if self.ingress_routed_disposition not in ("ROUTED", "ACCEPTED"):
-            raise SettingsError(
-                f"CHANNEL_INGRESS_ROUTED_DISPOSITION={self.ingress_routed_disposition!r}; "
-                "it accepts ROUTED or ACCEPTED"
-            )
-        if self.callback_base_url is not None:
-            parts = urlsplit(self.callback_base_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise SettingsError(
-                    f"CHANNEL_CALLBACK_BASE_URL={self.callback_base_url!r} is not an http(s) URL"
-                )
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"--port/AUTOBYTEUS_PORT={self.port}; it accepts 0..65535")
-        if not 1 <= self.threads <= 256:
-            raise SettingsError(f"--threads/AUTOBYTEUS_THREADS={self.threads}; it accepts 1..256")
-        if self.max_inflight is not None and self.max_inflight < 1:
-            raise SettingsError(
-                f"AUTOBYTEUS_MAX_INFLIGHT={self.max_inflight}; it accepts 1..100000")
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        only: Collection[str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from ``environ`` (default os.environ); ``overrides`` (flags, by field name)
+        win where they are not None. ``only``: read just these fields, the rest keep their
+        defaults (the tools read only where the store is)."""
+        env = os.environ if environ is None else environ
+        unknown = set(overrides) - set(FIELDS)
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
+        table = TABLE if only is None else [e for e in TABLE if e.name in only]
+        preset = "default"
+        if FIELDS["preset"] in table:
+            preset = read([FIELDS["preset"]], env, overrides, preset)["preset"]
+        return cls(**read(table, env, overrides, preset))
 
     @property
     def inflight_limit(self) -> int:
@@ -216,8 +187,52 @@ class Settings:
         }
 
     def store_options(self) -> dict[str, Any]:
-        """Arguments for engine.open_store()."""
+        """Where the store is and how it opens: arguments for engine.open_store()."""
         options: dict[str, Any] = {"data_dir": self.data_dir, "database_url": self.database_url}
         if self.provider == "lmdb" and self.lmdb_map_size:
             options["map_size"] = self.lmdb_map_size
         return options
+
+
+#: The table, in declaration order, and by field name.
+TABLE: list[Entry] = entries(Settings)
+FIELDS: dict[str, Entry] = {entry.name: entry for entry in TABLE}
+#: Each preset's values (only defaults change; a variable or a flag still wins).
+PRESETS: dict[str, dict[str, Any]] = {
+    name: {e.name: e.spec.presets[name] for e in TABLE if name in e.spec.presets}
+    for name in PRESET_NAMES
+}
+
+# -- the README's table ----------------------------------------------------------------------------
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_START = "<!-- settings table: generated by `python -m web.settings --update-readme` -->"
+README_END = "<!-- end of the settings table -->"
+
+
+def readme_with_table(text: str) -> str:
+    """``text`` (the README) with the block between the markers replaced by the table."""
+    head, start, rest = text.partition(README_START)
+    _, end, tail = rest.partition(README_END)
+    if not start or not end:
+        raise ValueError(f"the README has no block between {README_START!r} and {README_END!r}")
+    return f"{head}{README_START}\n{markdown_table(TABLE)}{README_END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m web.settings",
+                                     description="The settings table, as Markdown.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--markdown", action="store_true", help="print the table")
+    group.add_argument("--update-readme", action="store_true",
+                       help=f"rewrite the table in {README.name}")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown_table(TABLE))
+    else:
+        README.write_text(readme_with_table(README.read_text(encoding="utf-8")),
+                          encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

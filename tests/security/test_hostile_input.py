@@ -68,7 +68,7 @@ def error(result: falcon.testing.Result, status: int, code: str | None = None) -
 
 def body_routes() -> list[tuple[str, str]]:
     """(METHOD, concrete path) of every documented operation that takes a JSON body."""
-    from web.app import resource_modules
+    from web.api import resource_modules
 
     doc = build_document(resource_modules())
     found = []

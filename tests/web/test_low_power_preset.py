@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from domains.channel.outbox import OutboxWorker
-from domains.registry import build_services
 from engine import open_store
 from engine.indexes import TtlSweeper
+from web.app import Runtime
 from web.settings import PRESETS, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,18 +67,18 @@ def test_unknown_preset_and_bad_outbox_interval_fail_with_the_variable_named() -
 
 
 def test_the_workers_get_the_relaxed_intervals(tmp_path: Path) -> None:
-    s = Settings.from_env({**LOW, "CHANNEL_CALLBACK_BASE_URL": "http://127.0.0.1:9"})
-    store = open_store("lmdb", data_dir=str(tmp_path), **{
-        k: v for k, v in s.store_options().items() if k != "data_dir"})
+    s = Settings.from_env({**LOW, "CHANNEL_CALLBACK_BASE_URL": "http://127.0.0.1:9",
+                           "AUTOBYTEUS_DATA_DIR": str(tmp_path)})
+    runtime = Runtime.start(s)  # the composition root, as the server starts
     try:
-        services = build_services(store, settings=s.domain_options())
-        workers = services.background_workers(s.ttl_sweep_interval_s)
+        assert runtime.store.stats()["map_size"] == 8 << 20
+        workers = runtime.workers
         sweepers = [w for w in workers if isinstance(w, TtlSweeper)]
         outboxes = [w for w in workers if isinstance(w, OutboxWorker)]
         assert [w.interval for w in sweepers] == [600.0]
         assert [w.poll_interval for w in outboxes] == [30.0]
     finally:
-        store.close()
+        runtime.stop()
 
 
 def test_the_small_lmdb_map_of_the_preset_grows_by_itself(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def test_startup_on_lmdb_imports_no_sql_library(tmp_path: Path) -> None:
     code = (
         "import sys, os\n"
         "from web.settings import Settings\n"
-        "from web.runtime import Runtime\n"
+        "from web.app import Runtime\n"
         "rt = Runtime.start(Settings.from_env())\n"
         "rt.stop()\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'psycopg')]\n"

@@ -27,8 +27,6 @@ def test_startup_objects_are_frozen_before_the_server_serves(
     seen: dict[str, Any] = {}
 
     class Server:
-        effective_host, effective_port = "127.0.0.1", 1
-
         def run(self) -> None:
             seen["frozen"] = gc.get_freeze_count()
 
@@ -41,6 +39,7 @@ def test_startup_objects_are_frozen_before_the_server_serves(
         return Server()
 
     monkeypatch.setattr(serving, "create_server", create_server)
+    monkeypatch.setattr(serving, "listening_address", lambda server: ("127.0.0.1", 1))
     monkeypatch.setattr(server.signal, "signal", lambda *args: None)
     monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
     for name in ("AUTOBYTEUS_PRESET", "AUTOBYTEUS_THREADS", "PERSISTENCE_PROVIDER"):
