@@ -15,8 +15,10 @@ from web.settings import Settings
 @pytest.fixture
 def make_client(make_store: Any) -> Iterator[Callable[..., falcon.testing.TestClient]]:
     def make(provider: str = "lmdb", **settings: Any) -> falcon.testing.TestClient:
-        store = make_store.open(provider)
-        app = create_app(store, Settings(provider=provider, **settings))
+        location = make_store.location(provider)
+        store = make_store.open(provider, location)
+        # The settings name the store the app serves (a postgresql one needs its URL).
+        app = create_app(store, Settings(provider=provider, **location, **settings))
         return falcon.testing.TestClient(app)
 
     yield make
