@@ -16,6 +16,7 @@ import attrs
 from domains.common import Clock, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts import codec, repository
+from domains.prompts.commands import CreatePrompt, PatchPrompt, RevisePrompt
 from domains.prompts.models import DEFAULT_MODEL, CategoryNames, Prompt
 from engine.base import Store, Transaction
 from engine.indexes import UniqueViolation, transact
@@ -70,22 +71,22 @@ class PromptService:
             )
 
     def _insert_in_family(
-        self, txn: Transaction, fields: dict[str, Any], parent_id: str | None
+        self, txn: Transaction, fields: CreatePrompt, parent_id: str | None
     ) -> Prompt:
         """A new prompt at the family's next version, active only if the family was empty."""
-        family = (fields["name"], fields["category"], fields["suitable_for_models"])
+        family = (fields.name, fields.category, fields.suitable_for_models)
         latest = repository.latest_in_family(txn, family)
         now = self.clock()
         prompt = Prompt(
             id=repository.next_id(txn),
-            name=fields["name"],
-            category=fields["category"],
-            prompt_content=fields["prompt_content"],
+            name=fields.name,
+            category=fields.category,
+            prompt_content=fields.prompt_content,
             version=1 if latest is None else latest.version + 1,
             parent_id=parent_id,
             is_active=latest is None,
-            description=fields.get("description"),
-            suitable_for_models=fields["suitable_for_models"],
+            description=fields.description,
+            suitable_for_models=fields.suitable_for_models,
             created_at=now,
             updated_at=now,
         )
@@ -101,32 +102,32 @@ class PromptService:
                 repository.update(txn, attrs.evolve(other, is_active=False, updated_at=now))
 
     # -- commands -------------------------------------------------------------------------------
-    def create(self, payload: Any) -> Prompt:
-        fields = codec.parse_create(payload)
-        return self._write(lambda txn: self._insert_in_family(txn, fields, None))
+    def create(self, command: CreatePrompt) -> Prompt:
+        return self._write(lambda txn: self._insert_in_family(txn, command, None))
 
-    def create_revision(self, prompt_id: str, payload: Any) -> Prompt:
+    def create_revision(self, prompt_id: str, command: RevisePrompt) -> Prompt:
         """A new version in the family of ``prompt_id`` with new content, ``parentId`` = it."""
-        fields = codec.parse_revision(payload)
 
         def go(txn: Transaction) -> Prompt:
             parent = self._existing(txn, prompt_id)
             return self._insert_in_family(
                 txn,
-                {
-                    "name": parent.name,
-                    "category": parent.category,
-                    "suitable_for_models": parent.suitable_for_models,
-                    "description": parent.description,
-                    "prompt_content": fields["prompt_content"],
-                },
+                CreatePrompt(
+                    name=parent.name,
+                    category=parent.category,
+                    suitable_for_models=parent.suitable_for_models,
+                    description=parent.description,
+                    prompt_content=command.prompt_content,
+                ),
                 parent.id,
             )
 
         return self._write(go)
 
-    def update(self, prompt_id: str, patch: Any, expected_etag: str | None = None) -> Prompt:
-        changes = codec.parse_patch(patch)
+    def update(
+        self, prompt_id: str, patch: PatchPrompt, expected_etag: str | None = None
+    ) -> Prompt:
+        changes = patch.changes()
 
         def go(txn: Transaction) -> Prompt:
             current = self._existing(txn, prompt_id)

@@ -1,8 +1,14 @@
-"""Small builders for the OpenAPI operations that resource modules declare beside their routes."""
+"""Small builders for the OpenAPI operations that resource modules declare beside their routes.
+
+Body and answer schemas are not written here: :func:`schema` generates them from the shape and
+record classes (domains/shapes.py), so the document says what validation enforces.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from domains.shapes import Rule, json_schema
 
 STR = {"type": "string"}
 NSTR = {"type": ["string", "null"]}
@@ -35,8 +41,19 @@ def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return out
 
 
-def query(name: str, schema: dict[str, Any] | None = None, required: bool = False,
+def schema(cls: type) -> dict[str, Any]:
+    """The JSON Schema of a request shape or a record class, generated from its declaration."""
+    return json_schema(cls)
+
+
+def query(name: str, schema: dict[str, Any] | Rule | None = None, required: bool = False,
           description: str = "") -> dict[str, Any]:
+    """A query parameter; ``schema`` may be a shape rule (its JSON Schema is used). An optional
+    parameter given empty (``?name=``) counts as absent, so its schema also allows ``""``."""
+    if isinstance(schema, Rule):
+        schema = schema.schema()
+        if not required:
+            schema = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
     param = {"name": name, "in": "query", "required": required, "schema": schema or STR}
     if description:
         param["description"] = description
