@@ -30,10 +30,16 @@ COMPONENTS: dict[str, Any] = {
     },
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     "parameters": {
+        # Given empty (?limit=), it counts as absent: the default.
         "limit": {"name": "limit", "in": "query", "required": False,
-                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                  "schema": {"anyOf": [
+                      {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                      {"type": "string", "maxLength": 0}]}},
+        # Opaque: only a nextCursor this server answered is one; anything else is 400 with
+        # field "cursor". No schema can say "issued by us": the custom format names the rule.
         "cursor": {"name": "cursor", "in": "query", "required": False,
-                   "schema": {"type": "string"}},
+                   "description": "a nextCursor from the previous page, as given",
+                   "schema": {"type": "string", "format": "opaque-cursor"}},
         "ifMatch": {"name": "If-Match", "in": "header", "required": False,
                     "schema": {"type": "string"}},
     },
@@ -76,7 +82,7 @@ def build_document(modules: Iterable[ModuleType], version: str = "0.1.0", *,
             "version": version,
             "description": "Persistent state of an agent platform: prompts, agent and team "
             "definitions, MCP server configurations, token usage, artifacts and external "
-            "channels.",
+            "channels. Query parameters an operation does not name are ignored.",
         },
         "paths": dict(sorted(paths.items())),
         "components": copy.deepcopy(COMPONENTS),
