@@ -282,7 +282,7 @@ def _parser(cls: type) -> _Parser:
         name = camel(a.name)
         rules[name] = rule
         overrides[a.name] = override(rename=name, struct_hook=_hook(rule, name))
-    structure = make_dict_structure_fn(
+    structure: Callable[[Mapping[str, Any], type], Any] = make_dict_structure_fn(
         cls, _converter, _cattrs_forbid_extra_keys=True, **overrides)
     found = _Parser(frozenset(rules), tuple(getattr(cls, "READ_ONLY", ())), rules, structure)
     _PARSERS[cls] = found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -47,6 +47,6 @@ class PatchPrompt:
                                             default=UNSET)
     is_active: bool | Unset = wire(Flag(), default=UNSET)
 
-    def changes(self) -> dict[str, object]:
+    def changes(self) -> dict[str, Any]:
         """The given fields, by attribute name (for attrs.evolve)."""
         return {k: v for k, v in attrs.asdict(self, recurse=False).items() if v is not UNSET}
