@@ -295,20 +295,13 @@ def parse(cls: type[T], payload: Any, *, where: str | None = None) -> T:
     Order of the checks: the body is an object; read-only fields (READ_ONLY_FIELD); unknown
     fields (UNKNOWN_FIELD); then each field's rule. ``where`` names a nested object
     (``nodes[0]``) in the error's field and detail."""
-    parser = _parser(cls)
-    if not isinstance(payload, Mapping):
+    parser = _PARSERS.get(cls) or _parser(cls)
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         if where is None:
             raise ValidationError("the body must be a JSON object", field=None)
         raise ValidationError(f"{where} must be an object", field=where)
-    for name in parser.read_only:
-        if name in payload:
-            raise ValidationError(f"{name} cannot be changed", field=_at(where, name),
-                                  code="READ_ONLY_FIELD")
-    for name in payload:
-        if name not in parser.names:
-            suffix = "" if where is None else f" in {where}"
-            raise ValidationError(f"unknown field {name!r}{suffix}", field=_at(where, name),
-                                  code="UNKNOWN_FIELD")
+    if not parser.names.issuperset(payload):  # the refusals are rare: one set test first
+        _refuse_fields(parser, payload, where)
     try:
         return typing.cast(T, parser.structure(payload, cls))
     except KeyError as exc:  # a required field is absent: its rule says what it needs
@@ -325,6 +318,18 @@ def parse(cls: type[T], payload: Any, *, where: str | None = None) -> T:
     except ForbiddenExtraKeysError as exc:  # checked above; kept for safety
         raise ValidationError(f"unknown field(s) {sorted(exc.extra_fields)}",
                               code="UNKNOWN_FIELD") from None
+
+
+def _refuse_fields(parser: _Parser, payload: Mapping[str, Any], where: str | None) -> None:
+    for name in parser.read_only:
+        if name in payload:
+            raise ValidationError(f"{name} cannot be changed", field=_at(where, name),
+                                  code="READ_ONLY_FIELD")
+    for name in payload:
+        if name not in parser.names:
+            suffix = "" if where is None else f" in {where}"
+            raise ValidationError(f"unknown field {name!r}{suffix}", field=_at(where, name),
+                                  code="UNKNOWN_FIELD")
 
 
 def _at(where: str | None, name: str) -> str:

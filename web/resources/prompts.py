@@ -33,6 +33,8 @@ from web.resources.doc import (
 )
 
 BASE = "/rest/api/prompts"
+#: ?isActive= of the list: true or false, any case.
+IS_ACTIVE = Choice(("true", "false"), case_insensitive=True)
 
 
 class PromptCollection:
@@ -126,7 +128,6 @@ def add_routes(app: falcon.App, ctx: AppContext) -> None:
 
 PROMPT = schema(Prompt)
 ID = [path_param("id")]
-IS_ACTIVE = Choice(("true", "false"), case_insensitive=True)
 
 PATHS: dict[str, Any] = {
     BASE: {
