@@ -42,6 +42,8 @@ COMPONENTS: dict[str, Any] = {
                                   "(anything else is refused with 400, field cursor)",
                    "schema": {"type": "string"}},
         "ifMatch": {"name": "If-Match", "in": "header", "required": False,
+                    "description": "opaque: the ETag this server answered for the record "
+                                   "(another one is refused with 412)",
                     "schema": {"type": "string"}},
     },
 }
@@ -60,6 +62,14 @@ def _add_implied_responses(method: str, operation: dict[str, Any]) -> None:
     if method != "get":
         # A write may find the store out of space.
         responses.setdefault("507", copy.deepcopy(ERROR_RESPONSE))
+
+
+def _components() -> dict[str, Any]:
+    from web.resources.doc import components  # the shapes the loaded resource modules name
+
+    found = copy.deepcopy(COMPONENTS)
+    found["schemas"].update(copy.deepcopy(components()))
+    return found
 
 
 def build_document(modules: Iterable[ModuleType], version: str = "0.1.0", *,
@@ -86,7 +96,7 @@ def build_document(modules: Iterable[ModuleType], version: str = "0.1.0", *,
             "channels. Query parameters an operation does not name are ignored.",
         },
         "paths": dict(sorted(paths.items())),
-        "components": copy.deepcopy(COMPONENTS),
+        "components": _components(),
     }
     if secured:
         document["security"] = [{"bearer": []}]

@@ -14,9 +14,9 @@ ones not yet converted are listed in PENDING_STRICT (the one place: remove an op
 when its shapes are declared). FUZZ_STRICT=1 runs the strict checks on the pending ones too.
 
 The rules JSON Schema cannot say are stated in the document (see domains/shapes.py) and given a
-generation strategy here: ``utf8-max-N`` strings stay within N UTF-8 bytes. A cursor is opaque
-(the document's parameter description says so): a generated one is not one this server issued,
-so a request with one may be refused (positive_data_acceptance off for it).
+generation strategy here: ``utf8-max-N`` strings stay within N UTF-8 bytes. Cursors and
+ETags are opaque (the parameters' descriptions say so): a generated one is not one this server
+issued, so a request with one may rightly be refused (positive_data_acceptance off for it).
 
 Short form (the default run): FUZZ_EXAMPLES=20 per operation.
 Long form:   FUZZ_EXAMPLES=500 python -m pytest tests/security/test_fuzz_openapi.py -q
@@ -44,23 +44,31 @@ STRICT_ALL = os.environ.get("FUZZ_STRICT", "") not in ("", "0")
 #: strict checks skip them unless FUZZ_STRICT=1. The second wave removes them from here.
 PENDING_STRICT = frozenset({
     # channel (domains/channel, web/resources/channel.py)
+    "GET /rest/api/channel-bindings",
+    "PUT /rest/api/channel-bindings",
+    "DELETE /rest/api/channel-bindings/{id}",
+    "GET /rest/api/channel-bindings/{id}",
+    "GET /rest/api/channel-delivery-events/{callbackIdempotencyKey}",
     "GET /rest/api/channel-inbox/{targetType}/{targetId}",
-    "GET /rest/api/channel-sources",
     "POST /rest/api/channel-inbox/{targetType}/{targetId}/ack",
     "POST /rest/api/channel-ingress/v1/delivery-events",
     "POST /rest/api/channel-ingress/v1/messages",
+    "GET /rest/api/channel-outbox",
     "POST /rest/api/channel-receipts/turns",
     "POST /rest/api/channel-replies",
-    "PUT /rest/api/channel-bindings",
+    "GET /rest/api/channel-sources",
     # MCP servers (domains/mcp_servers, web/resources/runtime_records.py)
+    "GET /rest/api/mcp-servers",
     "POST /rest/api/mcp-servers/import",
+    "DELETE /rest/api/mcp-servers/{server_id}",
+    "GET /rest/api/mcp-servers/{server_id}",
     "PUT /rest/api/mcp-servers/{server_id}",
     # token usage (domains/token_usage, web/resources/runtime_records.py)
+    "POST /rest/api/token-usage/conversations",
     "GET /rest/api/token-usage/records",
+    "POST /rest/api/token-usage/records",
     "GET /rest/api/token-usage/statistics",
     "GET /rest/api/token-usage/total-cost",
-    "POST /rest/api/token-usage/conversations",
-    "POST /rest/api/token-usage/records",
 })
 
 
@@ -112,7 +120,11 @@ def test_every_route_answers_as_documented(case: Any) -> None:
     operation = f"{case.method.upper()} {case.path}"
     strict = STRICT_ALL or operation not in PENDING_STRICT
     excluded = [] if strict else [positive_data_acceptance, negative_data_rejection]
-    if operation in RELATIONAL or (case.query or {}).get("cursor") not in (None, ""):
+    opaque = (case.query or {}).get("cursor") not in (None, "") or any(
+        name.lower() == "if-match" for name in case.headers or {})
+    if operation in RELATIONAL or opaque:
+        # A relational rule, or a cursor or an ETag that this server did not issue: a
+        # schema-valid request that may rightly be refused (400 cursor, 412 If-Match).
         excluded.append(positive_data_acceptance)
     if set(case.query or {}) - {p.name for p in case.operation.query}:
         # Query parameters the operation does not name are ignored by design (the document

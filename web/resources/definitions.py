@@ -13,7 +13,7 @@ from domains.agent_teams import codec as team_codec
 from domains.agent_teams.commands import CreateAgentTeam, PatchAgentTeam
 from domains.agent_teams.models import AgentTeamDefinition
 from domains.prompts.models import Prompt
-from domains.shapes import Choice
+from domains.shapes import Choice, json_schema
 from web.context import AppContext
 from web.http import query_checked
 from web.resources.crud import CrudCollection, CrudItem
@@ -64,8 +64,10 @@ def add_routes(app: falcon.App, ctx: AppContext) -> None:
 
 
 AGENT = schema(AgentDefinition)
-AGENT_DETAIL = {**AGENT, "properties": {**AGENT["properties"],
-                                         "prompts": {"type": "array", "items": schema(Prompt)}}}
+#: The definition's own fields plus its mapped family's prompts (?includePrompts=true).
+AGENT_DETAIL = {**json_schema(AgentDefinition), "properties": {
+    **json_schema(AgentDefinition)["properties"],
+    "prompts": {"type": "array", "items": schema(Prompt)}}}
 TEAM = schema(AgentTeamDefinition)
 ID = [path_param("id")]
 WRITE_ERRORS = ("400", "404", "409", "412", "413", "415")

@@ -1,7 +1,8 @@
 """Small builders for the OpenAPI operations that resource modules declare beside their routes.
 
-Body and answer schemas are not written here: :func:`schema` generates them from the shape and
-record classes (domains/shapes.py), so the document says what validation enforces.
+Body and answer schemas are not written here: :func:`schema` names a shape or record class
+(domains/shapes.py) as a component, and :func:`components` generates the schemas of every class
+named, so the document says what validation enforces.
 """
 
 from __future__ import annotations
@@ -41,9 +42,21 @@ def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return out
 
 
+#: The classes the document names as components, by name (filled as resource modules load).
+_COMPONENTS: dict[str, type] = {}
+
+
 def schema(cls: type) -> dict[str, Any]:
-    """The JSON Schema of a request shape or a record class, generated from its declaration."""
-    return json_schema(cls)
+    """A reference to the component schema of a request shape or record class."""
+    known = _COMPONENTS.setdefault(cls.__name__, cls)
+    if known is not cls:
+        raise TypeError(f"two classes named {cls.__name__} in the document")
+    return {"$ref": f"#/components/schemas/{cls.__name__}"}
+
+
+def components() -> dict[str, Any]:
+    """The JSON Schema of every class :func:`schema` named, generated from its declaration."""
+    return {name: json_schema(cls) for name, cls in sorted(_COMPONENTS.items())}
 
 
 def query(name: str, schema: dict[str, Any] | Rule | None = None, required: bool = False,

@@ -7,11 +7,12 @@ from typing import Any
 import attrs
 import falcon
 
-from domains.shapes import Choice, camel, json_schema, wire
+from domains.shapes import Choice, camel, wire
 from engine import PROVIDERS
 from engine import errors as engine_errors
 from web.context import AppContext
 from web.errors import error_body
+from web.resources.doc import schema
 
 
 @attrs.frozen
@@ -65,7 +66,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "the server and its store answer",
-                    "content": {"application/json": {"schema": json_schema(Health)}},
+                    "content": {"application/json": {"schema": schema(Health)}},
                 },
                 "503": {"$ref": "#/components/responses/Error"},
             },
