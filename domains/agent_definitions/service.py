@@ -15,7 +15,7 @@ import attrs
 from domains.agent_definitions import codec, repository
 from domains.agent_definitions.commands import CreateAgentDefinition, PatchAgentDefinition
 from domains.agent_definitions.models import AgentDefinition, AgentDefinitionDetail
-from domains.common import Clock, Page, check_limit, etag_of, utc_now
+from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts import repository as prompts
 from engine.base import Store, Transaction
@@ -126,7 +126,7 @@ class AgentDefinitionService:
                 )
         return AgentDefinitionDetail(definition=definition, prompts=family)
 
-    def list(self, *, limit: Any = None, cursor: str | None = None) -> Page[AgentDefinition]:
+    def list(self, *, limit: Limit = None, cursor: str | None = None) -> Page[AgentDefinition]:
         """Every definition, ordered by name (code-point order), then id."""
         n = check_limit(limit)
         with self.store.begin() as txn:

@@ -8,14 +8,12 @@ definitions are not checked, so a team may be saved before its members. Lists ar
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 from domains.agent_teams import codec, repository
 from domains.agent_teams.commands import CreateAgentTeam, PatchAgentTeam
 from domains.agent_teams.models import AgentTeamDefinition, TeamNode
-from domains.common import Clock, Page, check_limit, etag_of, utc_now
+from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from engine.base import Store, Transaction
 from engine.indexes import UniqueViolation, transact
@@ -117,7 +115,7 @@ class AgentTeamService:
         with self.store.begin() as txn:
             return self._existing(txn, team_id)
 
-    def list(self, *, limit: Any = None, cursor: str | None = None
+    def list(self, *, limit: Limit = None, cursor: str | None = None
              ) -> Page[AgentTeamDefinition]:
         """Every team definition, ordered by name (code-point order), then id."""
         n = check_limit(limit)

@@ -4,12 +4,11 @@ agent run ordered by createdAt (then id, for artifacts of the same millisecond).
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 
 from domains.artifacts import repository
 from domains.artifacts.commands import CreateArtifact
 from domains.artifacts.models import MAX_AGENT_ID_BYTES, Artifact, infer_type
-from domains.common import Clock, Page, check_limit, utc_now
+from domains.common import Clock, Limit, Page, check_limit, utc_now
 from domains.errors import NotFoundError
 from domains.shapes import Text
 from engine.base import Store, Transaction
@@ -52,7 +51,7 @@ class ArtifactService:
         return artifact
 
     def list(
-        self, agent_id: Any, *, limit: Any = None, cursor: str | None = None
+        self, agent_id: str | None, *, limit: Limit = None, cursor: str | None = None
     ) -> Page[Artifact]:
         """The artifacts of one agent run by createdAt; an unknown run has none."""
         agent = AGENT_ID.check(agent_id, "agentId")

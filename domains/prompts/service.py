@@ -8,12 +8,13 @@ compared inside that transaction, against the JSON the web layer sends.
 from __future__ import annotations
 
 import builtins
+import datetime as _dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
 
-from domains.common import Clock, Page, check_limit, etag_of, utc_now
+from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts import codec, repository
 from domains.prompts.commands import CreatePrompt, PatchPrompt, RevisePrompt
@@ -32,6 +33,12 @@ def _parse_bool_filter(value: Any) -> bool | None:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise ValidationError("isActive must be true or false", field="isActive")
+
+
+def _required(value: str | None, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} is required", field=field)
+    return value
 
 
 def _text_filter(value: Any, field: str) -> str | None:
@@ -96,7 +103,9 @@ class PromptService:
             raise ConflictError(str(exc), field="version") from exc
         return prompt
 
-    def _deactivate_others(self, txn: Transaction, prompt: Prompt, now: Any) -> None:
+    def _deactivate_others(
+        self, txn: Transaction, prompt: Prompt, now: _dt.datetime
+    ) -> None:
         for other in repository.active_in_family(txn, prompt.family):
             if other.id != prompt.id:
                 repository.update(txn, attrs.evolve(other, is_active=False, updated_at=now))
@@ -206,7 +215,7 @@ class PromptService:
         name: str | None = None,
         category: str | None = None,
         is_active: bool | str | None = None,
-        limit: Any = None,
+        limit: Limit = None,
         cursor: str | None = None,
     ) -> Page[Prompt]:
         """Order: category asc, name asc, version desc (then id). ``name`` and ``category`` are
@@ -240,12 +249,13 @@ class PromptService:
                 found.setdefault(p.category, set()).add(p.name)
         return [CategoryNames(category=c, names=sorted(found[c])) for c in sorted(found)]
 
-    def resolve_template(self, name: Any, category: Any, model: Any) -> Prompt:
+    def resolve_template(
+        self, name: str | None, category: str | None, model: str | None
+    ) -> Prompt:
         """Among the active prompts of (name, category), oldest id first: the first suitable
         for ``model``, else the first suitable for ``"default"``; else NotFoundError."""
-        for value, field in ((name, "name"), (category, "category"), (model, "model")):
-            if not isinstance(value, str) or not value.strip():
-                raise ValidationError(f"{field} is required", field=field)
+        name, category, model = (_required(value, field) for value, field in (
+            (name, "name"), (category, "category"), (model, "model")))
         wanted_model = model.strip()
         with self.store.begin() as txn:
             candidates = repository.active_of(txn, name, category)
