@@ -14,13 +14,18 @@ Declaring a shape::
         READ_ONLY: ClassVar[tuple[str, ...]] = ("id",)     # refused with READ_ONLY_FIELD
         name: str = wire(Text())                            # required, non-blank
         agent_id: str = wire(Text(max_bytes=255))           # JSON "agentId", UTF-8 byte limit
-        kind: str | None = wire(Choice(KINDS), default=None)  # optional; enum imported
+        kind: str | None = wire(Choice(KINDS, nullable=True), default=None)  # enum imported
         note: str | None | Unset = wire(OptionalText(), default=UNSET)  # PATCH: absent = UNSET
+        count: int = wire(Integer(minimum=0))              # also Number, TextList, TextMap,
+        nodes: list[Node] = wire(Many(Node), default=attrs.Factory(list))  # Many (nested)
 
     command = parse(CreateThing, body)       # ValidationError(code, detail, field) on bad input
     schema = json_schema(CreateThing)        # {"type": "object", "properties": ..., ...}
 
-A field without a default is required. JSON names are the camelCase of the attribute names.
+A field without a default is required. JSON names are the camelCase of the attribute names. A
+body that is one of several shapes by the value of one field is a :class:`Variants`. Query
+parameters use the same rules (web/resources/doc.py ``query(name, rule)`` documents one, and
+web/http.py ``query_checked(req, name, rule)`` checks it), so they too are declared once.
 
 Rules JSON Schema cannot say exactly are stated so that a schema-driven fuzzer (schemathesis in
 tests/security/test_fuzz_openapi.py) generates only what the server accepts, and so that a reader
@@ -212,6 +217,69 @@ class Flag(Rule):
 
 
 @attrs.frozen
+class Integer(Rule):
+    """A JSON integer (not a boolean, not 1.0) within [minimum, maximum] when given."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def check(self, value: Any, field: str) -> int:
+        if type(value) is not int:
+            raise ValidationError(f"{field} is required and must be an integer", field=field)
+        if (self.minimum is not None and value < self.minimum) or \
+                (self.maximum is not None and value > self.maximum):
+            raise ValidationError(f"{field} must be between {self.minimum} and {self.maximum}",
+                                  field=field)
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "integer"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        return out
+
+
+@attrs.frozen
+class Number(Rule):
+    """A finite JSON number (integer or decimal; not a boolean), at least ``minimum``."""
+
+    minimum: float | None = None
+
+    def check(self, value: Any, field: str) -> float | int:
+        if type(value) not in (int, float) or value != value or value in (_INF, -_INF):
+            raise ValidationError(f"{field} is required and must be a number", field=field)
+        if self.minimum is not None and value < self.minimum:
+            raise ValidationError(f"{field} must be at least {self.minimum}", field=field)
+        return typing.cast(float | int, value)
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "number"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        return out
+
+
+_INF = float("inf")
+
+
+@attrs.frozen
+class TextMap(Rule):
+    """An object of string values (``env``, ``headers``); null or absence gives ``{}``."""
+
+    def check(self, value: Any, field: str) -> dict[str, str]:
+        if value is None or value is MISSING:
+            return {}
+        if type(value) is not dict or not all(type(v) is str for v in value.values()):
+            raise ValidationError(f"{field} must be an object of strings", field=field)
+        return dict(value)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+
+
+@attrs.frozen
 class TextList(Rule):
     """A list of strings; null or absence gives ``[]``."""
 
@@ -242,6 +310,30 @@ class Many(Rule):
 
     def schema(self) -> dict[str, Any]:
         return {"type": ["array", "null"], "items": json_schema(self.shape)}
+
+
+@attrs.frozen
+class Variants:
+    """A body that is one of several shapes, chosen by the value of one field (``key``, its JSON
+    name): e.g. an MCP server's ``transportType``, whose transports forbid each other's fields.
+    Each shape declares ``key`` as ``Choice((value,))``; the document says ``oneOf``."""
+
+    key: str
+    shapes: Mapping[str, type]
+
+    def parse(self, payload: Any) -> Any:
+        if type(payload) is not dict and not isinstance(payload, Mapping):
+            raise ValidationError("the body must be a JSON object", field=None)
+        value = payload.get(self.key)
+        shape = self.shapes.get(value) if type(value) is str else None
+        if shape is None:
+            raise ValidationError(f"{self.key} must be one of {', '.join(self.shapes)}",
+                                  field=self.key)
+        return parse(shape, payload)
+
+    def schema(self) -> dict[str, Any]:
+        return {"oneOf": [json_schema(shape) for shape in self.shapes.values()],
+                "discriminator": {"propertyName": self.key}}
 
 
 def wire(rule: Rule, *, default: Any = attrs.NOTHING) -> Any:

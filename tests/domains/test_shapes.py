@@ -18,11 +18,15 @@ from domains.shapes import (
     UNSET,
     Choice,
     Flag,
+    Integer,
     Many,
+    Number,
     OptionalText,
     Text,
     TextList,
+    TextMap,
     Unset,
+    Variants,
     json_schema,
     parse,
     wire,
@@ -117,3 +121,57 @@ def test_non_blank_pattern_is_exactly_python_strip() -> None:
     for code in range(sys.maxunicode + 1):
         char = chr(code)
         assert (pattern.search(char) is not None) == bool(char.strip()), hex(code)
+
+
+@attrs.frozen(kw_only=True)
+class Counted:
+    count: int = wire(Integer(minimum=0))
+    cost: float | int = wire(Number(minimum=0), default=0)
+    env: dict[str, str] = wire(TextMap(), default=attrs.Factory(dict))
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"count": True}, "count"), ({"count": 1.0}, "count"), ({"count": -1}, "count"),
+    ({"count": "1"}, "count"), ({"count": 1, "cost": False}, "cost"),
+    ({"count": 1, "cost": -0.5}, "cost"), ({"count": 1, "env": {"a": 1}}, "env"),
+    ({"count": 1, "env": []}, "env"),
+])
+def test_numbers_and_maps_are_strict(payload: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        parse(Counted, payload)
+    assert err.value.field == field
+
+
+def test_numbers_and_maps_accept() -> None:
+    assert parse(Counted, {"count": 0, "cost": 1.5, "env": None}) == Counted(count=0, cost=1.5)
+    assert json_schema(Counted)["properties"]["count"] == {"type": "integer", "minimum": 0}
+
+
+@attrs.frozen(kw_only=True)
+class Local:
+    transport: str = wire(Choice(("local",)))
+    command: str = wire(Text())
+
+
+@attrs.frozen(kw_only=True)
+class Remote:
+    transport: str = wire(Choice(("remote",)))
+    url: str = wire(Text())
+
+
+TRANSPORTS = Variants("transport", {"local": Local, "remote": Remote})
+
+
+def test_variants_choose_the_shape_by_one_field() -> None:
+    assert TRANSPORTS.parse({"transport": "remote", "url": "u"}) == Remote(transport="remote",
+                                                                             url="u")
+    for payload, code, field in [
+        ({"transport": "local", "url": "u"}, "UNKNOWN_FIELD", "url"),  # the other's field
+        ({"transport": "ftp"}, "VALIDATION_ERROR", "transport"),
+        ({"url": "u"}, "VALIDATION_ERROR", "transport"),
+        ([], "VALIDATION_ERROR", None),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            TRANSPORTS.parse(payload)
+        assert (err.value.code, err.value.field) == (code, field)
+    assert TRANSPORTS.schema()["oneOf"] == [json_schema(Local), json_schema(Remote)]
