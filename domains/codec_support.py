@@ -17,12 +17,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from domains.common import format_timestamp, parse_timestamp
-
-
-def camel(name: str) -> str:
-    """The JSON name of a model attribute: ``created_at`` → ``createdAt``."""
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+from domains.shapes import camel as camel  # the JSON name of an attribute, as shapes name it
 
 
 def _structure_timestamp(value: Any, _: Any) -> _dt.datetime:

@@ -21,6 +21,8 @@ from domains.errors import ValidationError
 
 T = TypeVar("T")
 Clock = Callable[[], _dt.datetime]
+#: A page size as a caller gives it: a number, its query-string text, or None for the default.
+Limit = int | str | None
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

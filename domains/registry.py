@@ -6,25 +6,34 @@ The web layer and the tools call ``build_services``; no domain reads the environ
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from domains.common import Clock, utc_now
 from engine import Store
 
+if TYPE_CHECKING:  # the services import their repositories and the engine's index layer
+    from domains.agent_definitions.service import AgentDefinitionService
+    from domains.agent_teams.service import AgentTeamService
+    from domains.artifacts.service import ArtifactService
+    from domains.channel.service import ChannelService
+    from domains.mcp_servers.service import McpServerService
+    from domains.prompts.service import PromptService
+    from domains.token_usage.service import TokenUsageService
+
 
 @attrs.define
 class Services:
     store: Store
-    prompts: Any
-    agent_definitions: Any
-    agent_teams: Any
-    mcp_servers: Any
-    token_usage: Any
-    artifacts: Any
+    prompts: PromptService
+    agent_definitions: AgentDefinitionService
+    agent_teams: AgentTeamService
+    mcp_servers: McpServerService
+    token_usage: TokenUsageService
+    artifacts: ArtifactService
     #: The external-channel services (domains.md section 7), when built.
-    channel: Any = None
+    channel: ChannelService | None = None
     #: TTL spaces whose expired keys the server's sweeper purges.
     ttl_spaces: list[Any] = attrs.field(factory=list)
     #: Factories of background workers (each with start() and stop()), given the settings dict.
@@ -69,7 +78,7 @@ def build_services(
     return services
 
 
-def _build_channel(store: Store, options: Mapping[str, Any], clock: Clock) -> Any:
+def _build_channel(store: Store, options: Mapping[str, Any], clock: Clock) -> ChannelService:
     from domains.channel.service import ChannelService
 
     return ChannelService(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
+from domains.registry import Services
 from engine import Store
 from web.settings import Settings
 
@@ -14,7 +13,7 @@ from web.settings import Settings
 class AppContext:
     store: Store
     settings: Settings
-    services: Any  # domains.registry.Services
+    services: Services
 
     @property
     def max_body(self) -> int:

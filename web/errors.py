@@ -49,7 +49,8 @@ class ApiError(falcon.HTTPError):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status, headers=headers)
-        self.code = code
+        # Not ``code``: falcon.HTTPError has its own (an int).
+        self.error_code = code
         self.detail_text = detail
         self.field = field
 
@@ -109,17 +110,18 @@ def _handle_http(req: falcon.Request, resp: falcon.Response, ex: Exception, para
     assert isinstance(ex, falcon.HTTPError)
     if ex.headers:
         resp.set_headers(ex.headers)
+    status = falcon.code_to_http_status(ex.status)
     if isinstance(ex, ApiError):
-        _answer(resp, ex.status, error_body(ex.code, ex.detail_text, ex.field))
+        _answer(resp, status, error_body(ex.error_code, ex.detail_text, ex.field))
         return
-    code = _code_for_status(ex.status)
+    code = _code_for_status(status)
     if isinstance(ex, falcon.HTTPRouteNotFound):
         detail = f"no resource at {req.path}"
     elif isinstance(ex, falcon.HTTPMethodNotAllowed):
         detail = f"{req.method} is not allowed on {req.path}"
     else:
         detail = ex.description or ex.title or code
-    _answer(resp, ex.status, error_body(code, detail, None))
+    _answer(resp, status, error_body(code, detail, None))
 
 
 def _handle_unexpected(

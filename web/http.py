@@ -6,12 +6,15 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import falcon
 
 from domains.common import Page, etag_of
+from domains.shapes import Rule, parse
 from web.errors import ApiError
+
+T = TypeVar("T")
 
 JSON_TYPES = ("application/json",)
 
@@ -99,6 +102,11 @@ def read_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     return body
 
 
+def read_command(req: falcon.Request, max_bytes: int, shape: type[T]) -> T:
+    """The body as an instance of ``shape`` (domains/shapes.py), checked by its declaration."""
+    return parse(shape, read_json(req, max_bytes))
+
+
 def send(
     resp: falcon.Response, document: Any, status: str = falcon.HTTP_200, *, etag: bool = False
 ) -> None:
@@ -183,6 +191,13 @@ def if_match(req: falcon.Request) -> str | None:
 def query_text(req: falcon.Request, name: str) -> str | None:
     value = req.get_param(name)
     return value if value not in (None, "") else None
+
+
+def query_checked(req: falcon.Request, name: str, rule: Rule) -> Any:
+    """A query parameter checked by a shape rule (the one its documented schema comes from);
+    None when absent or empty."""
+    value = req.get_param(name)
+    return None if value in (None, "") else rule.check(value, name)
 
 
 def query_bool(req: falcon.Request, name: str) -> bool | None:

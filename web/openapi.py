@@ -30,11 +30,20 @@ COMPONENTS: dict[str, Any] = {
     },
     "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     "parameters": {
+        # Given empty (?limit=), it counts as absent: the default.
         "limit": {"name": "limit", "in": "query", "required": False,
-                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                  "schema": {"anyOf": [
+                      {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                      {"type": "string", "maxLength": 0}]}},
+        # Opaque: only a nextCursor this server answered is one; anything else is 400 with
+        # field "cursor". No schema can say "issued by this server", so the description does.
         "cursor": {"name": "cursor", "in": "query", "required": False,
+                   "description": "opaque: a nextCursor this server answered, as given "
+                                  "(anything else is refused with 400, field cursor)",
                    "schema": {"type": "string"}},
         "ifMatch": {"name": "If-Match", "in": "header", "required": False,
+                    "description": "opaque: the ETag this server answered for the record "
+                                   "(another one is refused with 412)",
                     "schema": {"type": "string"}},
     },
 }
@@ -53,6 +62,14 @@ def _add_implied_responses(method: str, operation: dict[str, Any]) -> None:
     if method != "get":
         # A write may find the store out of space.
         responses.setdefault("507", copy.deepcopy(ERROR_RESPONSE))
+
+
+def _components() -> dict[str, Any]:
+    from web.resources.doc import components  # the shapes the loaded resource modules name
+
+    found = copy.deepcopy(COMPONENTS)
+    found["schemas"].update(copy.deepcopy(components()))
+    return found
 
 
 def build_document(modules: Iterable[ModuleType], version: str = "0.1.0", *,
@@ -76,10 +93,10 @@ def build_document(modules: Iterable[ModuleType], version: str = "0.1.0", *,
             "version": version,
             "description": "Persistent state of an agent platform: prompts, agent and team "
             "definitions, MCP server configurations, token usage, artifacts and external "
-            "channels.",
+            "channels. Query parameters an operation does not name are ignored.",
         },
         "paths": dict(sorted(paths.items())),
-        "components": copy.deepcopy(COMPONENTS),
+        "components": _components(),
     }
     if secured:
         document["security"] = [{"bearer": []}]

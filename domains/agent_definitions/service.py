@@ -13,8 +13,9 @@ from typing import Any
 import attrs
 
 from domains.agent_definitions import codec, repository
+from domains.agent_definitions.commands import CreateAgentDefinition, PatchAgentDefinition
 from domains.agent_definitions.models import AgentDefinition, AgentDefinitionDetail
-from domains.common import Clock, Page, check_limit, etag_of, utc_now
+from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts import repository as prompts
 from engine import Store, Transaction
@@ -58,14 +59,14 @@ class AgentDefinitionService:
         return ConflictError(f"an agent definition named {name!r} already exists", field="name")
 
     # -- commands -------------------------------------------------------------------------------
-    def create(self, payload: Any) -> AgentDefinition:
-        fields = codec.parse_create(payload)
-
+    def create(self, command: CreateAgentDefinition) -> AgentDefinition:
         def go(txn: Transaction) -> AgentDefinition:
-            self._check_family(txn, fields["system_prompt_category"], fields["system_prompt_name"])
+            self._check_family(txn, command.system_prompt_category, command.system_prompt_name)
             now = self.clock()
+            # The command's fields are the definition's own, by the same names.
             definition = AgentDefinition(
-                id=repository.next_id(txn), created_at=now, updated_at=now, **fields
+                id=repository.next_id(txn), created_at=now, updated_at=now,
+                **attrs.asdict(command, recurse=False),
             )
             repository.insert(txn, definition)
             return definition
@@ -73,13 +74,13 @@ class AgentDefinitionService:
         try:
             return transact(self.store, go)
         except UniqueViolation as exc:
-            raise self._conflict(exc, fields["name"]) from exc
+            raise self._conflict(exc, command.name) from exc
 
     def update(
-        self, definition_id: str, patch: Any, expected_etag: str | None = None
+        self, definition_id: str, patch: PatchAgentDefinition, expected_etag: str | None = None
     ) -> AgentDefinition:
-        changes = codec.parse_patch(patch)
-        mapping = changes.pop("mapping", None)
+        changes = patch.changes()
+        mapping = patch.mapping()
 
         def go(txn: Transaction) -> AgentDefinition:
             current = self._existing(txn, definition_id)
@@ -125,7 +126,7 @@ class AgentDefinitionService:
                 )
         return AgentDefinitionDetail(definition=definition, prompts=family)
 
-    def list(self, *, limit: Any = None, cursor: str | None = None) -> Page[AgentDefinition]:
+    def list(self, *, limit: Limit = None, cursor: str | None = None) -> Page[AgentDefinition]:
         """Every definition, ordered by name (code-point order), then id."""
         n = check_limit(limit)
         with self.store.begin() as txn:

@@ -6,14 +6,18 @@ import datetime as _dt
 
 import attrs
 
+from domains.shapes import Choice, Text, wire
+
 REFERENCE_TYPES = ("AGENT", "AGENT_TEAM")
 
 
 @attrs.frozen
 class TeamNode:
-    member_name: str
-    reference_id: str
-    reference_type: str  # one of REFERENCE_TYPES
+    """A member of a team: both a record part and a request shape (its fields carry rules)."""
+
+    member_name: str = wire(Text())
+    reference_id: str = wire(Text())
+    reference_type: str = wire(Choice(REFERENCE_TYPES))
 
 
 @attrs.frozen(kw_only=True)

@@ -8,16 +8,32 @@ definitions are not checked, so a team may be saved before its members. Lists ar
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 from domains.agent_teams import codec, repository
-from domains.agent_teams.models import AgentTeamDefinition
-from domains.common import Clock, Page, check_limit, etag_of, utc_now
-from domains.errors import ConflictError, NotFoundError, PreconditionFailedError
+from domains.agent_teams.commands import CreateAgentTeam, PatchAgentTeam
+from domains.agent_teams.models import AgentTeamDefinition, TeamNode
+from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
+from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from engine import Store, Transaction
 from engine.indexes import UniqueViolation, transact
+
+
+def check_team(coordinator_member_name: str, nodes: list[TeamNode]) -> None:
+    """Member names unique within the team; the coordinator names one of the nodes."""
+    seen: set[str] = set()
+    for i, node in enumerate(nodes):
+        if node.member_name in seen:
+            raise ValidationError(
+                f"member name {node.member_name!r} appears more than once",
+                field=f"nodes[{i}].memberName",
+            )
+        seen.add(node.member_name)
+    if coordinator_member_name not in seen:
+        raise ValidationError(
+            f"coordinatorMemberName {coordinator_member_name!r} names none of the nodes",
+            field="coordinatorMemberName",
+        )
 
 
 class AgentTeamService:
@@ -48,15 +64,17 @@ class AgentTeamService:
         return ConflictError(f"an agent team definition named {name!r} already exists",
                              field="name")
 
-    def create(self, payload: Any) -> AgentTeamDefinition:
-        fields = codec.parse_create(payload)
-        # Checked before the transaction: the rules need only the payload.
-        codec.check_team(fields["coordinator_member_name"], fields["nodes"])
+    def create(self, command: CreateAgentTeam) -> AgentTeamDefinition:
+        # Checked before the transaction: the rules need only the command.
+        check_team(command.coordinator_member_name, command.nodes)
 
         def go(txn: Transaction) -> AgentTeamDefinition:
             now = self.clock()
             team = AgentTeamDefinition(
-                id=repository.next_id(txn), created_at=now, updated_at=now, **fields
+                id=repository.next_id(txn), name=command.name, description=command.description,
+                role=command.role, avatar_url=command.avatar_url,
+                coordinator_member_name=command.coordinator_member_name, nodes=command.nodes,
+                created_at=now, updated_at=now,
             )
             repository.insert(txn, team)
             return team
@@ -64,19 +82,19 @@ class AgentTeamService:
         try:
             return transact(self.store, go)
         except UniqueViolation as exc:
-            raise self._conflict(fields["name"]) from exc
+            raise self._conflict(command.name) from exc
 
     def update(
-        self, team_id: str, patch: Any, expected_etag: str | None = None
+        self, team_id: str, patch: PatchAgentTeam, expected_etag: str | None = None
     ) -> AgentTeamDefinition:
-        changes = codec.parse_patch(patch)
+        changes = patch.changes()
 
         def go(txn: Transaction) -> AgentTeamDefinition:
             current = self._existing(txn, team_id)
             self._check_etag(current, expected_etag)
             new = attrs.evolve(current, **changes, updated_at=self.clock())
             # The merged team: e.g. new nodes that leave the old coordinator out.
-            codec.check_team(new.coordinator_member_name, new.nodes)
+            check_team(new.coordinator_member_name, new.nodes)
             repository.update(txn, new)
             return new
 
@@ -97,7 +115,7 @@ class AgentTeamService:
         with self.store.begin() as txn:
             return self._existing(txn, team_id)
 
-    def list(self, *, limit: Any = None, cursor: str | None = None
+    def list(self, *, limit: Limit = None, cursor: str | None = None
              ) -> Page[AgentTeamDefinition]:
         """Every team definition, ordered by name (code-point order), then id."""
         n = check_limit(limit)

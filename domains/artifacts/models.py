@@ -6,6 +6,11 @@ import datetime as _dt
 
 import attrs
 
+from domains.shapes import Choice, wire
+
+#: agentId is an element of index keys (clipped beyond 128 bytes, still exact by digest).
+MAX_AGENT_ID_BYTES = 255
+
 TYPES = ("file", "image", "audio", "video", "pdf", "csv", "excel")
 
 _BY_EXTENSION = {
@@ -37,7 +42,7 @@ class Artifact:
     id: str
     agent_id: str
     path: str
-    type: str
+    type: str = wire(Choice(TYPES))
     workspace_root: str | None = None
     url: str | None = None
     created_at: _dt.datetime

@@ -4,14 +4,18 @@ agent run ordered by createdAt (then id, for artifacts of the same millisecond).
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 
-from domains.artifacts import codec, repository
-from domains.artifacts.models import Artifact
-from domains.common import Clock, Page, check_limit, utc_now
+from domains.artifacts import repository
+from domains.artifacts.commands import CreateArtifact
+from domains.artifacts.models import MAX_AGENT_ID_BYTES, Artifact, infer_type
+from domains.common import Clock, Limit, Page, check_limit, utc_now
 from domains.errors import NotFoundError
+from domains.shapes import Text
 from engine import Store, Transaction
 from engine.indexes import transact
+
+#: The agent run whose artifacts are listed: the rule of CreateArtifact.agentId.
+AGENT_ID = Text(max_bytes=MAX_AGENT_ID_BYTES)
 
 
 class ArtifactService:
@@ -23,15 +27,17 @@ class ArtifactService:
         now = self.clock()
         return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
-    def create(self, payload: Any) -> Artifact:
-        """``{agentId, path, type?, workspaceRoot?, url?}``; type inferred from the extension
-        when absent. createdAt = updatedAt = now."""
-        fields = codec.parse_create(payload)
+    def create(self, command: CreateArtifact) -> Artifact:
+        """Type inferred from the path's extension when not given. createdAt = updatedAt = now."""
+        kind = command.type if command.type is not None else infer_type(command.path)
 
         def go(txn: Transaction) -> Artifact:
             now = self._now()
-            artifact = Artifact(id=repository.next_id(txn), created_at=now, updated_at=now,
-                                **fields)
+            artifact = Artifact(
+                id=repository.next_id(txn), agent_id=command.agent_id, path=command.path,
+                type=kind, workspace_root=command.workspace_root, url=command.url,
+                created_at=now, updated_at=now,
+            )
             repository.insert(txn, artifact)
             return artifact
 
@@ -45,10 +51,10 @@ class ArtifactService:
         return artifact
 
     def list(
-        self, agent_id: Any, *, limit: Any = None, cursor: str | None = None
+        self, agent_id: str | None, *, limit: Limit = None, cursor: str | None = None
     ) -> Page[Artifact]:
         """The artifacts of one agent run by createdAt; an unknown run has none."""
-        agent = codec.agent_id(agent_id)
+        agent = AGENT_ID.check(agent_id, "agentId")
         n = check_limit(limit)
         with self.store.begin() as txn:
             items, next_cursor = repository.page_of_agent(txn, agent, limit=n, cursor=cursor)

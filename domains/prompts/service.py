@@ -8,14 +8,16 @@ compared inside that transaction, against the JSON the web layer sends.
 from __future__ import annotations
 
 import builtins
+import datetime as _dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
 
-from domains.common import Clock, Page, check_limit, etag_of, utc_now
+from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from domains.prompts import codec, repository
+from domains.prompts.commands import CreatePrompt, PatchPrompt, RevisePrompt
 from domains.prompts.models import DEFAULT_MODEL, CategoryNames, Prompt
 from engine import Store, Transaction
 from engine.indexes import UniqueViolation, transact
@@ -31,6 +33,12 @@ def _parse_bool_filter(value: Any) -> bool | None:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise ValidationError("isActive must be true or false", field="isActive")
+
+
+def _required(value: str | None, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} is required", field=field)
+    return value
 
 
 def _text_filter(value: Any, field: str) -> str | None:
@@ -70,22 +78,22 @@ class PromptService:
             )
 
     def _insert_in_family(
-        self, txn: Transaction, fields: dict[str, Any], parent_id: str | None
+        self, txn: Transaction, fields: CreatePrompt, parent_id: str | None
     ) -> Prompt:
         """A new prompt at the family's next version, active only if the family was empty."""
-        family = (fields["name"], fields["category"], fields["suitable_for_models"])
+        family = (fields.name, fields.category, fields.suitable_for_models)
         latest = repository.latest_in_family(txn, family)
         now = self.clock()
         prompt = Prompt(
             id=repository.next_id(txn),
-            name=fields["name"],
-            category=fields["category"],
-            prompt_content=fields["prompt_content"],
+            name=fields.name,
+            category=fields.category,
+            prompt_content=fields.prompt_content,
             version=1 if latest is None else latest.version + 1,
             parent_id=parent_id,
             is_active=latest is None,
-            description=fields.get("description"),
-            suitable_for_models=fields["suitable_for_models"],
+            description=fields.description,
+            suitable_for_models=fields.suitable_for_models,
             created_at=now,
             updated_at=now,
         )
@@ -95,38 +103,40 @@ class PromptService:
             raise ConflictError(str(exc), field="version") from exc
         return prompt
 
-    def _deactivate_others(self, txn: Transaction, prompt: Prompt, now: Any) -> None:
+    def _deactivate_others(
+        self, txn: Transaction, prompt: Prompt, now: _dt.datetime
+    ) -> None:
         for other in repository.active_in_family(txn, prompt.family):
             if other.id != prompt.id:
                 repository.update(txn, attrs.evolve(other, is_active=False, updated_at=now))
 
     # -- commands -------------------------------------------------------------------------------
-    def create(self, payload: Any) -> Prompt:
-        fields = codec.parse_create(payload)
-        return self._write(lambda txn: self._insert_in_family(txn, fields, None))
+    def create(self, command: CreatePrompt) -> Prompt:
+        return self._write(lambda txn: self._insert_in_family(txn, command, None))
 
-    def create_revision(self, prompt_id: str, payload: Any) -> Prompt:
+    def create_revision(self, prompt_id: str, command: RevisePrompt) -> Prompt:
         """A new version in the family of ``prompt_id`` with new content, ``parentId`` = it."""
-        fields = codec.parse_revision(payload)
 
         def go(txn: Transaction) -> Prompt:
             parent = self._existing(txn, prompt_id)
             return self._insert_in_family(
                 txn,
-                {
-                    "name": parent.name,
-                    "category": parent.category,
-                    "suitable_for_models": parent.suitable_for_models,
-                    "description": parent.description,
-                    "prompt_content": fields["prompt_content"],
-                },
+                CreatePrompt(
+                    name=parent.name,
+                    category=parent.category,
+                    suitable_for_models=parent.suitable_for_models,
+                    description=parent.description,
+                    prompt_content=command.prompt_content,
+                ),
                 parent.id,
             )
 
         return self._write(go)
 
-    def update(self, prompt_id: str, patch: Any, expected_etag: str | None = None) -> Prompt:
-        changes = codec.parse_patch(patch)
+    def update(
+        self, prompt_id: str, patch: PatchPrompt, expected_etag: str | None = None
+    ) -> Prompt:
+        changes = patch.changes()
 
         def go(txn: Transaction) -> Prompt:
             current = self._existing(txn, prompt_id)
@@ -205,7 +215,7 @@ class PromptService:
         name: str | None = None,
         category: str | None = None,
         is_active: bool | str | None = None,
-        limit: Any = None,
+        limit: Limit = None,
         cursor: str | None = None,
     ) -> Page[Prompt]:
         """Order: category asc, name asc, version desc (then id). ``name`` and ``category`` are
@@ -239,12 +249,13 @@ class PromptService:
                 found.setdefault(p.category, set()).add(p.name)
         return [CategoryNames(category=c, names=sorted(found[c])) for c in sorted(found)]
 
-    def resolve_template(self, name: Any, category: Any, model: Any) -> Prompt:
+    def resolve_template(
+        self, name: str | None, category: str | None, model: str | None
+    ) -> Prompt:
         """Among the active prompts of (name, category), oldest id first: the first suitable
         for ``model``, else the first suitable for ``"default"``; else NotFoundError."""
-        for value, field in ((name, "name"), (category, "category"), (model, "model")):
-            if not isinstance(value, str) or not value.strip():
-                raise ValidationError(f"{field} is required", field=field)
+        name, category, model = (_required(value, field) for value, field in (
+            (name, "name"), (category, "category"), (model, "model")))
         wanted_model = model.strip()
         with self.store.begin() as txn:
             candidates = repository.active_of(txn, name, category)

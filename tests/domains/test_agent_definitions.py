@@ -14,6 +14,7 @@ from domains.errors import ConflictError, NotFoundError, PreconditionFailedError
 from domains.prompts.service import PromptService
 from engine import Store
 from engine.indexes import check
+from tests.domains.json_commands import AGENT_DEFINITIONS, PROMPTS, JsonCommands
 from tests.domains.test_prompts import TickingClock, race, walk
 
 LISTS = ("toolNames", "inputProcessorNames", "llmResponseProcessorNames",
@@ -27,8 +28,8 @@ def clock() -> TickingClock:
 
 
 @pytest.fixture
-def prompts(store: Store, clock: TickingClock) -> PromptService:
-    svc = PromptService(store, clock=clock)
+def prompts(store: Store, clock: TickingClock) -> Any:
+    svc = JsonCommands(PromptService(store, clock=clock), PROMPTS)
     svc.create({"name": "sys", "category": "agent", "promptContent": "You are..."})
     svc.create({"name": "sys", "category": "agent", "promptContent": "v2",
                 "suitableForModels": "gpt-4"})
@@ -37,8 +38,8 @@ def prompts(store: Store, clock: TickingClock) -> PromptService:
 
 
 @pytest.fixture
-def svc(store: Store, clock: TickingClock, prompts: PromptService) -> AgentDefinitionService:
-    return AgentDefinitionService(store, clock=clock)
+def svc(store: Store, clock: TickingClock, prompts: Any) -> Any:
+    return JsonCommands(AgentDefinitionService(store, clock=clock), AGENT_DEFINITIONS)
 
 
 def body(**more: Any) -> dict[str, Any]:

@@ -13,12 +13,13 @@ from domains.agent_teams.service import AgentTeamService
 from domains.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from engine import Store
 from engine.indexes import check
+from tests.domains.json_commands import AGENT_TEAMS, JsonCommands
 from tests.domains.test_prompts import TickingClock, race, walk
 
 
 @pytest.fixture
-def svc(store: Store) -> AgentTeamService:
-    return AgentTeamService(store, clock=TickingClock())
+def svc(store: Store) -> Any:
+    return JsonCommands(AgentTeamService(store, clock=TickingClock()), AGENT_TEAMS)
 
 
 def node(member: str, ref: str = "1", kind: str = "AGENT") -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from domains.artifacts.service import ArtifactService
 from domains.errors import NotFoundError, ValidationError
 from engine import Store
 from engine.indexes import check
+from tests.domains.json_commands import ARTIFACTS, JsonCommands
 
 T0 = dt.datetime(2026, 4, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -33,8 +35,8 @@ def clock() -> ScriptedClock:
 
 
 @pytest.fixture
-def svc(store: Store, clock: ScriptedClock) -> ArtifactService:
-    return ArtifactService(store, clock=clock)
+def svc(store: Store, clock: ScriptedClock) -> Any:
+    return JsonCommands(ArtifactService(store, clock=clock), ARTIFACTS)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from domains.prompts import codec, collections, repository
 from domains.prompts.service import PromptService
 from engine import Store
 from engine.indexes import check
+from tests.domains.json_commands import PROMPTS, JsonCommands
 
 
 class TickingClock:
@@ -54,8 +55,8 @@ def race(n: int, fn) -> list[Any]:
 
 
 @pytest.fixture
-def svc(store: Store) -> PromptService:
-    return PromptService(store, clock=TickingClock())
+def svc(store: Store) -> Any:
+    return JsonCommands(PromptService(store, clock=TickingClock()), PROMPTS)
 
 
 def new(svc: PromptService, name: str = "greet", category: str = "chat", **more: Any):

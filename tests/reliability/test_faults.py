@@ -288,12 +288,14 @@ def test_full_filesystem_answers_507_and_the_store_reopens_clean(
 
 # -- a read-only data directory -------------------------------------------------------------------
 def _make_existing_store(provider: str, data_dir: Path) -> None:
+    from domains.prompts.commands import CreatePrompt
     from domains.registry import build_services
+    from domains.shapes import parse
     from engine import open_store
 
     store = open_store(provider, data_dir=str(data_dir))
     try:
-        build_services(store).prompts.create(prompt("existing"))
+        build_services(store).prompts.create(parse(CreatePrompt, prompt("existing")))
     finally:
         store.close()
 

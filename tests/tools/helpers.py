@@ -91,9 +91,16 @@ def fill_domains(store: Store) -> list[str]:
     import datetime as dt
 
     from domains.registry import build_services
+    from tests.domains.json_commands import (
+        AGENT_DEFINITIONS,
+        AGENT_TEAMS,
+        ARTIFACTS,
+        PROMPTS,
+        JsonCommands,
+    )
 
     services = build_services(store, settings={"callback_configured": True})
-    prompts = services.prompts
+    prompts = JsonCommands(services.prompts, PROMPTS)
     first = prompts.create({"name": "sys", "category": "agent", "promptContent": "You are…"})
     prompts.create_revision(first.id, {"promptContent": "v2"})
     prompts.activate(first.id)
@@ -101,10 +108,10 @@ def fill_domains(store: Store) -> list[str]:
                     "suitableForModels": "gpt-4"})
     prompts.create({"name": "other", "category": "tools", "promptContent": "x" * 2000})
     for i in range(3):
-        services.agent_definitions.create({
+        JsonCommands(services.agent_definitions, AGENT_DEFINITIONS).create({
             "name": f"writer{i}", "role": "writes", "description": "d",
             "systemPromptCategory": "agent", "systemPromptName": "sys", "toolNames": ["search"]})
-    services.agent_teams.create({
+    JsonCommands(services.agent_teams, AGENT_TEAMS).create({
         "name": "team", "description": "a team", "coordinatorMemberName": "lead",
         "nodes": [{"memberName": "lead", "referenceId": "1", "referenceType": "AGENT"}],
     })
@@ -113,7 +120,8 @@ def fill_domains(store: Store) -> list[str]:
         "agentId": "run-1", "llmModel": "gpt-4", "promptTokens": 10, "completionTokens": 4,
         "promptCost": 0.25, "completionCost": 0.5})
     services.token_usage.record({"agentId": "run-2", "role": "user", "tokenCount": 3})
-    services.artifacts.create({"agentId": "run-1", "path": "out/chart.png"})
+    JsonCommands(services.artifacts, ARTIFACTS).create({"agentId": "run-1",
+                                                        "path": "out/chart.png"})
     channel = services.channel
     route = {"provider": "TELEGRAM", "transport": "BUSINESS_API", "account_id": "acc",
              "peer_id": "peer-1"}

@@ -7,37 +7,48 @@ from typing import Any
 import falcon
 
 from domains.agent_definitions import codec as agent_codec
+from domains.agent_definitions.commands import CreateAgentDefinition, PatchAgentDefinition
+from domains.agent_definitions.models import AgentDefinition
 from domains.agent_teams import codec as team_codec
+from domains.agent_teams.commands import CreateAgentTeam, PatchAgentTeam
+from domains.agent_teams.models import AgentTeamDefinition
+from domains.prompts.models import Prompt
+from domains.shapes import Choice, json_schema
 from web.context import AppContext
-from web.http import query_bool
+from web.http import query_checked
 from web.resources.crud import CrudCollection, CrudItem
 from web.resources.doc import (
     IF_MATCH,
     LIST_PARAMS,
-    NSTR,
-    STR,
-    STR_LIST,
-    TIME,
     json_body,
-    obj,
     op,
     page_of,
     path_param,
     query,
+    schema,
 )
-from web.resources.prompts import PROMPT
 
 AGENTS = "/rest/api/agent-definitions"
 TEAMS = "/rest/api/agent-team-definitions"
 
 
-class AgentDefinitionItem(CrudItem):
+#: ?includePrompts=: true/false or 1/0, any case.
+INCLUDE_PROMPTS = Choice(("true", "false", "1", "0"), case_insensitive=True)
+
+
+class AgentDefinitionItem(
+        CrudItem[AgentDefinition, CreateAgentDefinition, PatchAgentDefinition]):
+    def __init__(self, ctx: AppContext) -> None:
+        super().__init__(ctx, ctx.services.agent_definitions, agent_codec.to_json,
+                         PatchAgentDefinition)
+        self._agents = ctx.services.agent_definitions
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        if query_bool(req, "includePrompts"):
-            detail = self._service.get_with_prompts(id)
+        if query_checked(req, "includePrompts", INCLUDE_PROMPTS) in ("true", "1"):
+            detail = self._agents.get_with_prompts(id)
             resp.media = agent_codec.detail_to_json(detail)
             # The tag of the definition itself: what PATCH and DELETE compare If-Match with.
-            resp.etag = self._service.etag(detail.definition)
+            resp.etag = self._agents.etag(detail.definition)
             return
         super().on_get(req, resp, id)
 
@@ -45,48 +56,19 @@ class AgentDefinitionItem(CrudItem):
 def add_routes(app: falcon.App, ctx: AppContext) -> None:
     agents = ctx.services.agent_definitions
     teams = ctx.services.agent_teams
-    app.add_route(AGENTS, CrudCollection(ctx, AGENTS, agents, agent_codec.to_json))
-    app.add_route(AGENTS + "/{id}", AgentDefinitionItem(ctx, agents, agent_codec.to_json))
-    app.add_route(TEAMS, CrudCollection(ctx, TEAMS, teams, team_codec.to_json))
-    app.add_route(TEAMS + "/{id}", CrudItem(ctx, teams, team_codec.to_json))
+    app.add_route(AGENTS, CrudCollection(ctx, AGENTS, agents, agent_codec.to_json,
+                                         CreateAgentDefinition))
+    app.add_route(AGENTS + "/{id}", AgentDefinitionItem(ctx))
+    app.add_route(TEAMS, CrudCollection(ctx, TEAMS, teams, team_codec.to_json, CreateAgentTeam))
+    app.add_route(TEAMS + "/{id}", CrudItem(ctx, teams, team_codec.to_json, PatchAgentTeam))
 
 
-_LISTS = (
-    "toolNames", "inputProcessorNames", "llmResponseProcessorNames",
-    "systemPromptProcessorNames", "toolExecutionResultProcessorNames",
-    "toolInvocationPreprocessorNames", "lifecycleProcessorNames", "skillNames",
-)
-AGENT = obj(
-    {"id": STR, "name": STR, "role": STR, "description": STR, "avatarUrl": NSTR,
-     **{name: STR_LIST for name in _LISTS},
-     "systemPromptCategory": NSTR, "systemPromptName": NSTR, "createdAt": TIME, "updatedAt": TIME},
-    ["id", "name", "role", "description", "avatarUrl", *_LISTS, "systemPromptCategory",
-     "systemPromptName", "createdAt", "updatedAt"],
-)
-AGENT_DETAIL = dict(AGENT, properties=dict(AGENT["properties"],
-                                           prompts={"type": "array", "items": PROMPT}))
-AGENT_CREATE = obj(
-    {"name": STR, "role": STR, "description": STR, "avatarUrl": NSTR,
-     **{name: STR_LIST for name in _LISTS}, "systemPromptCategory": STR, "systemPromptName": STR},
-    ["name", "role", "description", "systemPromptCategory", "systemPromptName"],
-)
-AGENT_PATCH = obj({k: v for k, v in AGENT_CREATE["properties"].items()})
-NODE = obj({"memberName": STR, "referenceId": STR,
-            "referenceType": {"type": "string", "enum": ["AGENT", "AGENT_TEAM"]}},
-           ["memberName", "referenceId", "referenceType"])
-TEAM = obj(
-    {"id": STR, "name": STR, "description": STR, "role": NSTR, "avatarUrl": NSTR,
-     "coordinatorMemberName": STR, "nodes": {"type": "array", "items": NODE},
-     "createdAt": TIME, "updatedAt": TIME},
-    ["id", "name", "description", "role", "avatarUrl", "coordinatorMemberName", "nodes",
-     "createdAt", "updatedAt"],
-)
-TEAM_CREATE = obj(
-    {"name": STR, "description": STR, "role": NSTR, "avatarUrl": NSTR,
-     "coordinatorMemberName": STR, "nodes": {"type": "array", "items": NODE}},
-    ["name", "description", "coordinatorMemberName"],
-)
-TEAM_PATCH = obj(dict(TEAM_CREATE["properties"]))
+AGENT = schema(AgentDefinition)
+#: The definition's own fields plus its mapped family's prompts (?includePrompts=true).
+AGENT_DETAIL = {**json_schema(AgentDefinition), "properties": {
+    **json_schema(AgentDefinition)["properties"],
+    "prompts": {"type": "array", "items": schema(Prompt)}}}
+TEAM = schema(AgentTeamDefinition)
 ID = [path_param("id")]
 WRITE_ERRORS = ("400", "404", "409", "412", "413", "415")
 
@@ -112,9 +94,10 @@ def _crud_paths(base: str, noun: str, record: dict, create: dict, patch: dict,
 
 
 PATHS: dict[str, Any] = {
-    **_crud_paths(AGENTS, "AgentDefinition", AGENT, AGENT_CREATE, AGENT_PATCH,
-                  get_params=[query("includePrompts",
-                                    {"type": "string", "enum": ["true", "false"]})],
+    **_crud_paths(AGENTS, "AgentDefinition", AGENT, schema(CreateAgentDefinition),
+                  schema(PatchAgentDefinition),
+                  get_params=[query("includePrompts", INCLUDE_PROMPTS)],
                   get_record=AGENT_DETAIL),
-    **_crud_paths(TEAMS, "AgentTeamDefinition", TEAM, TEAM_CREATE, TEAM_PATCH),
+    **_crud_paths(TEAMS, "AgentTeamDefinition", TEAM, schema(CreateAgentTeam),
+                  schema(PatchAgentTeam)),
 }

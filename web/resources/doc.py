@@ -1,8 +1,15 @@
-"""Small builders for the OpenAPI operations that resource modules declare beside their routes."""
+"""Small builders for the OpenAPI operations that resource modules declare beside their routes.
+
+Body and answer schemas are not written here: :func:`schema` names a shape or record class
+(domains/shapes.py) as a component, and :func:`components` generates the schemas of every class
+named, so the document says what validation enforces.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from domains.shapes import Rule, json_schema
 
 STR = {"type": "string"}
 NSTR = {"type": ["string", "null"]}
@@ -35,8 +42,31 @@ def json_body(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     return out
 
 
-def query(name: str, schema: dict[str, Any] | None = None, required: bool = False,
+#: The classes the document names as components, by name (filled as resource modules load).
+_COMPONENTS: dict[str, type] = {}
+
+
+def schema(cls: type) -> dict[str, Any]:
+    """A reference to the component schema of a request shape or record class."""
+    known = _COMPONENTS.setdefault(cls.__name__, cls)
+    if known is not cls:
+        raise TypeError(f"two classes named {cls.__name__} in the document")
+    return {"$ref": f"#/components/schemas/{cls.__name__}"}
+
+
+def components() -> dict[str, Any]:
+    """The JSON Schema of every class :func:`schema` named, generated from its declaration."""
+    return {name: json_schema(cls) for name, cls in sorted(_COMPONENTS.items())}
+
+
+def query(name: str, schema: dict[str, Any] | Rule | None = None, required: bool = False,
           description: str = "") -> dict[str, Any]:
+    """A query parameter; ``schema`` may be a shape rule (its JSON Schema is used). An optional
+    parameter given empty (``?name=``) counts as absent, so its schema also allows ``""``."""
+    if isinstance(schema, Rule):
+        schema = schema.schema()
+        if not required:
+            schema = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
     param = {"name": name, "in": "query", "required": required, "schema": schema or STR}
     if description:
         param["description"] = description

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from web.resources import channel, definitions, prompts, runtime_records
+from web.resources import artifacts, channel, definitions, prompts, runtime_records
 
-MODULES: list[ModuleType] = [prompts, definitions, runtime_records, channel]
+MODULES: list[ModuleType] = [prompts, definitions, runtime_records, artifacts, channel]

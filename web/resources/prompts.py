@@ -7,34 +7,34 @@ from typing import Any
 import falcon
 
 from domains.prompts import codec
+from domains.prompts.commands import CreatePrompt, PatchPrompt, RevisePrompt
+from domains.prompts.models import CategoryNames, Prompt
+from domains.shapes import Choice, Text
 from web.context import AppContext
 from web.http import (
     AnswerMemo,
     if_match,
+    query_checked,
     query_text,
-    read_object,
+    read_command,
     send,
     send_page,
     send_stored,
 )
 from web.resources.doc import (
-    BOOL,
     IF_MATCH,
-    INT,
     LIST_PARAMS,
-    NSTR,
-    STR,
-    STR_LIST,
-    TIME,
     json_body,
-    obj,
     op,
     page_of,
     path_param,
     query,
+    schema,
 )
 
 BASE = "/rest/api/prompts"
+#: ?isActive= of the list: true or false, any case.
+IS_ACTIVE = Choice(("true", "false"), case_insensitive=True)
 
 
 class PromptCollection:
@@ -46,14 +46,14 @@ class PromptCollection:
         page = self._prompts.list(
             name=query_text(req, "name"),
             category=query_text(req, "category"),
-            is_active=query_text(req, "isActive"),
+            is_active=query_checked(req, "isActive", IS_ACTIVE),
             limit=query_text(req, "limit"),
             cursor=query_text(req, "cursor"),
         )
         send_page(resp, page, codec.to_json)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        prompt = self._prompts.create(read_object(req, self._ctx.max_body))
+        prompt = self._prompts.create(read_command(req, self._ctx.max_body, CreatePrompt))
         send(resp, codec.to_json(prompt), falcon.HTTP_201, etag=True)
         resp.location = f"{BASE}/{prompt.id}"
 
@@ -68,7 +68,7 @@ class PromptItem:
         send_stored(resp, self._prompts.get_stored(id), codec.json_from_bytes, self._answers)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        patch = read_object(req, self._ctx.max_body)
+        patch = read_command(req, self._ctx.max_body, PatchPrompt)
         prompt = self._prompts.update(id, patch, expected_etag=if_match(req))
         send(resp, codec.to_json(prompt), etag=True)
 
@@ -83,7 +83,8 @@ class PromptRevisions:
         self._prompts = ctx.services.prompts
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
-        prompt = self._prompts.create_revision(id, read_object(req, self._ctx.max_body))
+        command = read_command(req, self._ctx.max_body, RevisePrompt)
+        prompt = self._prompts.create_revision(id, command)
         send(resp, codec.to_json(prompt), falcon.HTTP_201, etag=True)
         resp.location = f"{BASE}/{prompt.id}"
 
@@ -125,36 +126,24 @@ def add_routes(app: falcon.App, ctx: AppContext) -> None:
     app.add_route("/rest/api/prompt-templates", PromptTemplates(ctx))
 
 
-PROMPT = obj(
-    {
-        "id": STR, "name": STR, "category": STR, "promptContent": STR, "version": INT,
-        "parentId": NSTR, "isActive": BOOL, "description": NSTR, "suitableForModels": NSTR,
-        "createdAt": TIME, "updatedAt": TIME,
-    },
-    ["id", "name", "category", "promptContent", "version", "parentId", "isActive",
-     "description", "suitableForModels", "createdAt", "updatedAt"],
-)
-CREATE = obj({"name": STR, "category": STR, "promptContent": STR, "description": NSTR,
-              "suitableForModels": NSTR}, ["name", "category", "promptContent"])
-PATCH = obj({"name": STR, "category": STR, "promptContent": STR, "description": NSTR,
-             "suitableForModels": NSTR, "isActive": BOOL})
+PROMPT = schema(Prompt)
 ID = [path_param("id")]
 
 PATHS: dict[str, Any] = {
     BASE: {
         "get": op("listPrompts", "List prompts (category, name asc; version desc)",
                   {"200": json_body(page_of(PROMPT))},
-                  params=[query("name"), query("category"),
-                          query("isActive", {"type": "string", "enum": ["true", "false"]}),
+                  params=[query("name"), query("category"), query("isActive", IS_ACTIVE),
                           *LIST_PARAMS]),
         "post": op("createPrompt", "Create a prompt (version = family's highest + 1)",
-                   {"201": json_body(PROMPT)}, body=CREATE, errors=("400", "409", "413", "415")),
+                   {"201": json_body(PROMPT)}, body=schema(CreatePrompt),
+                   errors=("400", "409", "413", "415")),
     },
     BASE + "/{id}": {
         "get": op("getPrompt", "One prompt", {"200": json_body(PROMPT)}, params=ID,
                   errors=("404",)),
         "patch": op("updatePrompt", "Change a prompt's fields (version never changes)",
-                    {"200": json_body(PROMPT)}, body=PATCH, params=[*ID, IF_MATCH],
+                    {"200": json_body(PROMPT)}, body=schema(PatchPrompt), params=[*ID, IF_MATCH],
                     errors=("400", "404", "409", "412", "413", "415")),
         "delete": op("deletePrompt", "Delete a prompt (no cascade)",
                      {"204": {"description": "deleted"}}, params=[*ID, IF_MATCH],
@@ -162,7 +151,7 @@ PATHS: dict[str, Any] = {
     },
     BASE + "/{id}/revisions": {
         "post": op("createPromptRevision", "A new revision in the prompt's family",
-                   {"201": json_body(PROMPT)}, body=obj({"promptContent": STR}, ["promptContent"]),
+                   {"201": json_body(PROMPT)}, body=schema(RevisePrompt),
                    params=ID, errors=("400", "404", "409", "413", "415")),
     },
     BASE + "/{id}/activate": {
@@ -171,15 +160,15 @@ PATHS: dict[str, Any] = {
     },
     "/rest/api/prompt-categories": {
         "get": op("promptCategories", "Categories of active prompts with their names",
-                  {"200": json_body({"type": "array", "items": obj(
-                      {"category": STR, "names": STR_LIST}, ["category", "names"])})},
+                  {"200": json_body({"type": "array", "items": schema(CategoryNames)})},
                   errors=()),
     },
     "/rest/api/prompt-templates": {
         "get": op("resolvePromptTemplate", "The active prompt for a name, category and model",
                   {"200": json_body(PROMPT)},
-                  params=[query("name", required=True), query("category", required=True),
-                          query("model", required=True)],
+                  params=[query("name", Text(), required=True),
+                          query("category", Text(), required=True),
+                          query("model", Text(), required=True)],
                   errors=("400", "404")),
     },
 }

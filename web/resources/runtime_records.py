@@ -1,4 +1,4 @@
-"""MCP server configurations, token usage and agent artifacts."""
+"""MCP server configurations and token usage (agent artifacts: web/resources/artifacts.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from urllib.parse import quote
 
 import falcon
 
-from domains.artifacts import codec as artifact_codec
 from domains.mcp_servers import codec as mcp_codec
 from domains.token_usage import codec as usage_codec
 from web.context import AppContext
@@ -31,7 +30,6 @@ from web.resources.doc import (
 
 MCP = "/rest/api/mcp-servers"
 USAGE = "/rest/api/token-usage"
-ARTIFACTS = "/rest/api/agent-artifacts"
 
 
 class McpServerCollection:
@@ -127,24 +125,6 @@ class UsageStatistics:
         send(resp, [usage_codec.statistics_to_json(g) for g in groups])
 
 
-class ArtifactCollection:
-    def __init__(self, ctx: AppContext) -> None:
-        self._ctx = ctx
-        self._artifacts = ctx.services.artifacts
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        page = self._artifacts.list(
-            query_text(req, "agentId"), limit=query_text(req, "limit"),
-            cursor=query_text(req, "cursor"),
-        )
-        send_page(resp, page, artifact_codec.to_json)
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        artifact = self._artifacts.create(read_object(req, self._ctx.max_body))
-        send(resp, artifact_codec.to_json(artifact), falcon.HTTP_201)
-        resp.location = f"{ARTIFACTS}?agentId={quote(artifact.agent_id, safe='')}"
-
-
 def add_routes(app: falcon.App, ctx: AppContext) -> None:
     app.add_route(MCP, McpServerCollection(ctx))
     # The literal route wins over the {server_id} template in Falcon's router.
@@ -154,7 +134,6 @@ def add_routes(app: falcon.App, ctx: AppContext) -> None:
     app.add_route(USAGE + "/conversations", UsageConversations(ctx))
     app.add_route(USAGE + "/total-cost", UsageTotalCost(ctx))
     app.add_route(USAGE + "/statistics", UsageStatistics(ctx))
-    app.add_route(ARTIFACTS, ArtifactCollection(ctx))
 
 
 MCP_SERVER = {
@@ -200,15 +179,6 @@ STATISTICS = obj({"llmModel": STR, "promptTokens": INT, "promptTokenCost": NUM,
                   "assistantTokenCost", "totalCost"])
 RANGE = [query("start", description="ISO-8601 timestamp or YYYY-MM-DD, inclusive"),
          query("end", description="ISO-8601 timestamp or YYYY-MM-DD, inclusive")]
-ARTIFACT = obj(
-    {"id": STR, "agentId": STR, "path": STR,
-     "type": {"type": "string", "enum": ["file", "image", "audio", "video", "pdf", "csv",
-                                         "excel"]},
-     "workspaceRoot": NSTR, "url": NSTR, "createdAt": TIME, "updatedAt": TIME},
-    ["id", "agentId", "path", "type", "workspaceRoot", "url", "createdAt", "updatedAt"],
-)
-ARTIFACT_CREATE = obj({"agentId": STR, "path": STR, "type": ARTIFACT["properties"]["type"],
-                       "workspaceRoot": NSTR, "url": NSTR}, ["agentId", "path"])
 SID = [path_param("server_id")]
 
 PATHS: dict[str, Any] = {
@@ -247,11 +217,4 @@ PATHS: dict[str, Any] = {
     USAGE + "/statistics": {"get": op(
         "tokenUsageStatistics", "Per-model statistics over [start, end]",
         {"200": json_body({"type": "array", "items": STATISTICS})}, params=RANGE)},
-    ARTIFACTS: {
-        "get": op("listArtifacts", "Artifacts of one agent run, by createdAt",
-                  {"200": json_body(page_of(ARTIFACT))},
-                  params=[query("agentId", required=True), *LIST_PARAMS]),
-        "post": op("createArtifact", "Record an artifact", {"201": json_body(ARTIFACT)},
-                   body=ARTIFACT_CREATE, errors=("400", "413", "415")),
-    },
 }

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import falcon
 
+from domains.shapes import Choice, camel, wire
+from engine import PROVIDERS
 from engine import errors as engine_errors
 from web.context import AppContext
 from web.errors import error_body
+from web.resources.doc import schema
+
+
+@attrs.frozen
+class Health:
+    """The answer of GET /health."""
+
+    status: str = wire(Choice(("ok",)))
+    provider: str = wire(Choice(tuple(PROVIDERS)))
+    format_version: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {camel(name): value for name, value in attrs.asdict(self).items()}
 
 
 class HealthResource:
@@ -26,11 +42,7 @@ class HealthResource:
             resp.media = error_body("BACKEND_UNAVAILABLE", "the store does not answer", None)
             return
         meta = store.metadata
-        resp.media = {
-            "status": "ok",
-            "provider": store.provider,
-            "formatVersion": meta.get("format_version"),
-        }
+        resp.media = Health("ok", store.provider, meta.get("format_version")).to_json()
 
 
 class OpenApiResource:
@@ -54,16 +66,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "the server and its store answer",
-                    "content": {"application/json": {"schema": {
-                        "type": "object",
-                        "required": ["status", "provider"],
-                        "properties": {
-                            "status": {"type": "string", "enum": ["ok"]},
-                            "provider": {"type": "string",
-                                         "enum": ["lmdb", "file", "sqlite", "postgresql"]},
-                            "formatVersion": {"type": ["integer", "null"]},
-                        },
-                    }}},
+                    "content": {"application/json": {"schema": schema(Health)}},
                 },
                 "503": {"$ref": "#/components/responses/Error"},
             },

@@ -1,0 +1,73 @@
+"""Description: the JSON Schema of a shape or record class, generated from its declaration."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import types
+import typing
+from typing import Any
+
+import attrs
+
+from domains.shapes.rules import RULE_KEY, camel
+
+_SCHEMAS: dict[type, dict[str, Any]] = {}
+
+
+def _type_schema(tp: Any) -> dict[str, Any]:
+    """The JSON Schema of a plain field type of a record (answer shapes)."""
+    if tp is str:
+        return {"type": "string"}
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return {"type": "integer"}
+    if tp is float:
+        return {"type": "number"}
+    if tp is _dt.datetime:
+        return {"type": "string", "format": "date-time"}
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        inner = _type_schema(rest[0]) if len(rest) == 1 else {"anyOf": [
+            _type_schema(a) for a in rest]}
+        if isinstance(inner.get("type"), str) and set(inner) <= {"type", "format"}:
+            return {**inner, "type": [inner["type"], "null"]}
+        return {"anyOf": [inner, {"type": "null"}]}
+    if origin is list:
+        return {"type": "array", "items": _type_schema(args[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(args[1])}
+    if attrs.has(tp):
+        return json_schema(tp)
+    raise TypeError(f"no JSON Schema for the type {tp!r}")
+
+
+def json_schema(cls: type) -> dict[str, Any]:
+    """The JSON Schema of a shape (request) or record (answer) class, built once.
+
+    A field with a :class:`Rule` is described by it, and is required when it has no default. A
+    field without one is described by its type and is always required (records answer every
+    field). Unknown properties are not allowed."""
+    found = _SCHEMAS.get(cls)
+    if found is not None:
+        return found
+    hints = typing.get_type_hints(cls)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for a in attrs.fields(cls):
+        name = camel(a.name)
+        rule = a.metadata.get(RULE_KEY)
+        if rule is None:
+            properties[name] = _type_schema(hints[a.name])
+            required.append(name)
+        else:
+            properties[name] = rule.schema()
+            if a.default is attrs.NOTHING:
+                required.append(name)
+    found = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        found["required"] = required
+    _SCHEMAS[cls] = found
+    return found

@@ -1,0 +1,270 @@
+"""The rules a shape's fields carry: how one JSON value is checked and how it is described."""
+
+from __future__ import annotations
+
+import enum
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from domains.errors import ValidationError
+
+#: The key of a field's :class:`Rule` in its attrs metadata.
+RULE_KEY = "wire"
+
+
+class Unset(enum.Enum):
+    """The value of a PATCH field the body did not give (``None`` is a given JSON null)."""
+
+    UNSET = "UNSET"
+
+
+UNSET = Unset.UNSET
+
+
+def camel(name: str) -> str:
+    """The JSON name of an attribute: ``created_at`` → ``createdAt``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+#: Every character ``str.strip()`` removes (``str.isspace()``), as a regex class body valid in
+#: both Python and ECMA-262.
+_SPACE_CLASS = "".join(
+    f"\\u{code:04x}" for code in range(sys.maxunicode + 1) if chr(code).isspace()
+)
+#: A string with at least one character that is not whitespace.
+NON_BLANK_PATTERN = f"[^{_SPACE_CLASS}]"
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+class Rule:
+    """How one field is checked and described. ``check`` gets the JSON value (or :data:`MISSING`
+    when a required field is absent) and the JSON field name, and returns the attribute value."""
+
+    def check(self, value: Any, field: str) -> Any:
+        raise NotImplementedError
+
+    def schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _Missing(enum.Enum):
+    MISSING = "MISSING"
+
+
+MISSING = _Missing.MISSING
+
+
+@attrs.frozen
+class Text(Rule):
+    """A string; non-blank unless ``blank``; at most ``max_bytes`` UTF-8 bytes when given."""
+
+    blank: bool = False
+    max_bytes: int | None = None
+
+    def check(self, value: Any, field: str) -> str:
+        if type(value) is not str or (not self.blank and not value.strip()):
+            what = "a string" if self.blank else "a non-blank string"
+            raise ValidationError(f"{field} is required and must be {what}", field=field)
+        if self.max_bytes is not None and _utf8_len(value) > self.max_bytes:
+            raise ValidationError(f"{field} must be at most {self.max_bytes} bytes", field=field)
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "string"}
+        if not self.blank:
+            out["pattern"] = NON_BLANK_PATTERN
+        if self.max_bytes is not None:
+            out.update(maxLength=self.max_bytes, format=f"utf8-max-{self.max_bytes}")
+            out["x-maxUtf8Bytes"] = self.max_bytes
+        return out
+
+
+@attrs.frozen
+class OptionalText(Rule):
+    """A string or null. ``trim``: stripped, and blank becomes None. ``normalise``: applied to
+    the value (None included), e.g. the canonical form of a model list."""
+
+    trim: bool = False
+    normalise: Callable[[str | None], Any] | None = None
+
+    def check(self, value: Any, field: str) -> Any:
+        if value is MISSING:
+            value = None
+        if value is not None and type(value) is not str:
+            raise ValidationError(f"{field} must be a string or null", field=field)
+        if self.trim and value is not None:
+            value = value.strip() or None
+        return value if self.normalise is None else self.normalise(value)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": ["string", "null"]}
+
+
+def _insensitive_pattern(values: Sequence[str]) -> str:
+    def letters(value: str) -> str:
+        return "".join(
+            f"[{c.lower()}{c.upper()}]" if c.lower() != c.upper() else _escape(c) for c in value
+        )
+
+    space = f"[{_SPACE_CLASS}]*"
+    return f"^{space}(?:{'|'.join(letters(v) for v in values)}){space}$"
+
+
+def _escape(c: str) -> str:
+    return c if c.isalnum() else f"\\u{ord(c):04x}"
+
+
+@attrs.frozen
+class Choice(Rule):
+    """One of ``values``. ``case_insensitive``: trimmed and lower-cased first (the values are
+    lower case). ``nullable``: null (or absence) gives None."""
+
+    values: tuple[str, ...]
+    case_insensitive: bool = False
+    nullable: bool = False
+
+    def check(self, value: Any, field: str) -> str | None:
+        if self.nullable and (value is None or value is MISSING):
+            return None
+        if type(value) is str:
+            found = value.strip().lower() if self.case_insensitive else value
+            if found in self.values:
+                return found
+        raise ValidationError(f"{field} must be one of {', '.join(self.values)}", field=field)
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any]
+        if self.case_insensitive:
+            out = {"type": "string", "pattern": _insensitive_pattern(self.values),
+                   "x-enumCaseInsensitive": list(self.values)}
+        else:
+            out = {"type": "string", "enum": list(self.values)}
+        if self.nullable:
+            return {"anyOf": [out, {"type": "null"}]}
+        return out
+
+
+@attrs.frozen
+class Flag(Rule):
+    """``true`` or ``false``, nothing else (no 0/1, no strings)."""
+
+    def check(self, value: Any, field: str) -> bool:
+        if type(value) is not bool:
+            raise ValidationError(f"{field} must be true or false", field=field)
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@attrs.frozen
+class Integer(Rule):
+    """A JSON integer (not a boolean, not 1.0) within [minimum, maximum] when given."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+
+    def check(self, value: Any, field: str) -> int:
+        if type(value) is not int:
+            raise ValidationError(f"{field} is required and must be an integer", field=field)
+        if (self.minimum is not None and value < self.minimum) or \
+                (self.maximum is not None and value > self.maximum):
+            raise ValidationError(f"{field} must be between {self.minimum} and {self.maximum}",
+                                  field=field)
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "integer"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        return out
+
+
+@attrs.frozen
+class Number(Rule):
+    """A finite JSON number (integer or decimal; not a boolean), at least ``minimum``."""
+
+    minimum: float | None = None
+
+    def check(self, value: Any, field: str) -> float | int:
+        if type(value) not in (int, float) or value != value or value in (_INF, -_INF):
+            raise ValidationError(f"{field} is required and must be a number", field=field)
+        if self.minimum is not None and value < self.minimum:
+            raise ValidationError(f"{field} must be at least {self.minimum}", field=field)
+        return typing.cast(float | int, value)
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "number"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        return out
+
+
+_INF = float("inf")
+
+
+@attrs.frozen
+class TextMap(Rule):
+    """An object of string values (``env``, ``headers``); null or absence gives ``{}``."""
+
+    def check(self, value: Any, field: str) -> dict[str, str]:
+        if value is None or value is MISSING:
+            return {}
+        if type(value) is not dict or not all(type(v) is str for v in value.values()):
+            raise ValidationError(f"{field} must be an object of strings", field=field)
+        return dict(value)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+
+
+@attrs.frozen
+class TextList(Rule):
+    """A list of strings; null or absence gives ``[]``."""
+
+    def check(self, value: Any, field: str) -> list[str]:
+        if value is None or value is MISSING:
+            return []
+        if type(value) is not list or not all(type(v) is str for v in value):
+            raise ValidationError(f"{field} must be a list of strings", field=field)
+        return list(value)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": ["array", "null"], "items": {"type": "string"}}
+
+
+@attrs.frozen
+class Many(Rule):
+    """A list of objects of another shape; null or absence gives ``[]``. Errors inside name the
+    element: ``nodes[2].memberName``."""
+
+    shape: type
+
+    def check(self, value: Any, field: str) -> list[Any]:
+        from domains.shapes.checking import parse  # parsing is built on these rules
+
+        if value is None or value is MISSING:
+            return []
+        if type(value) is not list:
+            raise ValidationError(f"{field} must be a list of objects", field=field)
+        return [parse(self.shape, item, where=f"{field}[{i}]") for i, item in enumerate(value)]
+
+    def schema(self) -> dict[str, Any]:
+        from domains.shapes.description import json_schema
+
+        return {"type": ["array", "null"], "items": json_schema(self.shape)}
+
+
+def wire(rule: Rule, *, default: Any = attrs.NOTHING) -> Any:
+    """An attrs field checked and described by ``rule``; without ``default`` it is required."""
+    return attrs.field(default=default, metadata={RULE_KEY: rule})
