@@ -144,14 +144,16 @@ def _scan_db(
     without the key prefix."""
     plo = _KEY_PREFIX + lo
     phi = _KEY_PREFIX + hi if hi is not None else None
+    # py-lmdb's stubs say bytes | memoryview; without ``buffers=True`` (never used here) keys and
+    # values are bytes, hence the ignores below instead of a cast per item.
     with txn.cursor() as cur:
         if not reverse:
             if not cur.set_range(plo):
                 return
             for k, v in cur:
-                if phi is not None and k >= phi:
+                if phi is not None and k >= phi:  # type: ignore[operator]
                     return
-                yield k[1:], v
+                yield k[1:], v  # type: ignore[misc]
         else:
             if phi is None:
                 positioned = cur.last()
@@ -161,9 +163,9 @@ def _scan_db(
             if not positioned:
                 return
             for k, v in cur.iterprev():
-                if k < plo:
+                if k < plo:  # type: ignore[operator]
                     return
-                yield k[1:], v
+                yield k[1:], v  # type: ignore[misc]
 
 
 class LmdbReadTransaction(Transaction):
@@ -190,7 +192,7 @@ class LmdbReadTransaction(Transaction):
         if type(key) is not bytes or len(key) > MAX_KEY_SIZE:
             key = check_key(key)
         try:
-            return self._txn.get(_KEY_PREFIX + key)  # type: ignore[no-any-return]
+            return self._txn.get(_KEY_PREFIX + key)  # type: ignore[return-value]
         except lmdb.Error as exc:  # a closed transaction lands here too: LMDB refuses it
             if self._token is None:
                 raise errors.TransactionClosedError("the transaction is already closed") from None
@@ -532,7 +534,7 @@ class LmdbStore(BatchingStore):
                 batch.snapshot = None
                 batch.token = None
 
-    _batch_seal = _release_snapshot
+    _batch_seal = _release_snapshot  # type: ignore[assignment]  # handle is an _LmdbBatch
 
     def _batch_get(self, handle: _LmdbBatch, key: bytes) -> bytes | None:
         v = handle.pending.changes.get(key, _MISSING)
@@ -542,7 +544,7 @@ class LmdbStore(BatchingStore):
             v = handle.base.changes.get(key, _MISSING)
             if v is not _MISSING:
                 return v  # type: ignore[return-value]
-        return self._snapshot_of(handle).get(_KEY_PREFIX + key)  # type: ignore[no-any-return]
+        return self._snapshot_of(handle).get(_KEY_PREFIX + key)  # type: ignore[return-value]
 
     def _batch_scan(
         self, handle: _LmdbBatch, lo: bytes, hi: bytes | None, reverse: bool
