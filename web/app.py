@@ -15,10 +15,14 @@ from typing import Any
 import falcon
 
 from engine.base import Store
-from web import errors
+from web import apidocs, errors
+from web import metrics as metrics_routes
 from web.context import AppContext
+from web.cors import Cors
 from web.http import encode_json
+from web.metrics import Metrics, MetricsResource, metrics_for
 from web.middleware import BearerTokenAuth
+from web.observe import RequestObserver
 from web.openapi import build_document
 from web.resources import service
 from web.settings import Settings
@@ -31,14 +35,21 @@ def resource_modules() -> list[ModuleType]:
 
 
 def create_app(
-    store: Store, settings: Settings | None = None, *, services: Any = None, clock: Any = None
+    store: Store, settings: Settings | None = None, *, services: Any = None, clock: Any = None,
+    metrics: Metrics | None = None,
 ) -> falcon.App:
     settings = settings or Settings()
     if services is None:
         from domains.registry import build_services
 
         services = build_services(store, settings=settings.domain_options(), clock=clock)
-    middleware: list[Any] = []
+    # -- operating the server (issue 18): request ids, access log and request metrics first
+    # (they see every answer, errors included), then CORS (before the token check, whose 401
+    # a browser page must be able to read); /metrics and /docs are added below.
+    metrics = metrics or metrics_for(store, services)
+    middleware: list[Any] = [RequestObserver(metrics, access_log_enabled=settings.access_log)]
+    if settings.cors_origins:
+        middleware.append(Cors(settings.cors_origins))
     if settings.api_token:
         middleware.append(BearerTokenAuth(settings.api_token))
     app = falcon.App(middleware=middleware)
@@ -53,8 +64,13 @@ def create_app(
     modules = resource_modules()
     for module in modules:
         module.add_routes(app, ctx)
+    # -- operating the server (issue 18) --
+    app.add_route("/metrics", MetricsResource(
+        metrics, None if settings.metrics_public else settings.api_token))
+    apidocs.add_routes(app)
     app.add_route("/openapi.json", service.OpenApiResource(
-        build_document(modules, secured=bool(settings.api_token))))
+        build_document([*modules, metrics_routes, apidocs],
+                       secured=bool(settings.api_token))))
     return app
 
 

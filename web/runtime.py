@@ -17,29 +17,36 @@ log = logging.getLogger("web.runtime")
 
 
 class Runtime:
-    def __init__(self, settings: Settings, store: Store, app: falcon.App, workers: list[Any]):
+    def __init__(self, settings: Settings, store: Store, app: falcon.App, workers: list[Any],
+                 metrics: Any = None):
         self.settings = settings
         self.store = store
         self.app = app
         self.workers = workers
+        #: web.metrics.Metrics of the app (the server counts shed requests into it).
+        self.metrics = metrics
         self._stopped = threading.Event()
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         from domains.registry import build_services
         from web.app import create_app
+        from web.metrics import metrics_for, watch_workers
 
         store = open_store(settings.provider, **settings.store_options())
         try:
             services = build_services(store, settings=settings.domain_options())
-            app = create_app(store, settings, services=services)
+            # -- operating the server (issue 18): one Metrics for the app and the workers --
+            metrics = metrics_for(store, services)
+            app = create_app(store, settings, services=services, metrics=metrics)
             workers = services.background_workers(settings.ttl_sweep_interval_s)
+            watch_workers(metrics, workers)
             for worker in workers:
                 worker.start()
         except BaseException:
             store.close()
             raise
-        return cls(settings, store, app, workers)
+        return cls(settings, store, app, workers, metrics)
 
     def stop(self) -> None:
         """Stop the workers, then close the store (flushing what group commit still holds)."""
@@ -52,6 +59,8 @@ class Runtime:
             except Exception:
                 log.exception("stopping %r failed", worker)
         self.store.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 def freeze_startup_objects() -> None:

@@ -25,13 +25,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log = logging.getLogger("autobyteus-server")
     try:
         settings = Settings.from_env(host=args.host, port=args.port, threads=args.threads)
     except SettingsError as exc:
         print(f"autobyteus-server: {exc}", file=sys.stderr)
         return 2
+    # -- operating the server (issue 18): log level and format, and the effective settings --
+    from web.logsetup import configure_logging, log_effective_settings
+
+    configure_logging(settings.log_level, settings.log_format)
+    log_effective_settings(settings, log)
 
     from web import serving
     from web.runtime import Runtime, freeze_startup_objects
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         # waitress's run() loop ends on SystemExit and lets in-flight requests finish.
         raise SystemExit(0)
 
+    # -- operating the server (issue 18): requests shed by the dispatcher, in the metrics --
+    limiter = getattr(server, "limiter", None)
+    if limiter is not None and runtime.metrics is not None:
+        limiter.shed_listeners.append(runtime.metrics.count_shed)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     # Everything made so far lives as long as the process: out of the collector's sight.

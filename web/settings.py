@@ -71,6 +71,18 @@ class Settings:
     channel_timeout_s: int = 30
     #: The request line plus headers; beyond it waitress answers 431.
     max_header_bytes: int = 64 << 10
+    # -- operating the server (issue 18: web/metrics.py, web/observe.py, web/logsetup.py,
+    # web/cors.py) --
+    #: GET /metrics answers without the API token (when one is set).
+    metrics_public: bool = False
+    #: One access-log line per request (logger web.access, level INFO).
+    access_log: bool = True
+    #: Level of the server's log: DEBUG, INFO, WARNING or ERROR.
+    log_level: str = "INFO"
+    #: ``text`` (one readable line per event) or ``json`` (one JSON object per line).
+    log_format: str = "text"
+    #: Origins whose pages may call the API from a browser (``("*",)``: any); empty: CORS off.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -98,6 +110,26 @@ class Settings:
             if not low <= value <= high:
                 raise SettingsError(f"{name}={value} is out of range; it accepts {low}..{high}")
             return value
+
+        # -- operating the server (issue 18): switches and the CORS origins --
+        def flag(name: str, default: bool) -> bool:
+            raw = text(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"{name}={raw!r} is not a switch; it accepts 1 or 0")
+
+        def origins(name: str) -> tuple[str, ...]:
+            from web.cors import parse_origins
+
+            try:
+                return parse_origins(text(name))
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}; it accepts * or a comma list of "
+                                    "origins such as https://app.example.org") from None
 
         preset_name = (text(PRESET_VARIABLE) or "default").lower()
         if preset_name not in PRESETS:
@@ -153,6 +185,12 @@ class Settings:
             "backlog": integer("AUTOBYTEUS_BACKLOG", 128, 1, 65_535),
             "channel_timeout_s": integer("AUTOBYTEUS_CHANNEL_TIMEOUT_SECONDS", 30, 1, 3600),
             "max_header_bytes": integer("AUTOBYTEUS_MAX_HEADER_BYTES", 64 << 10, 1024, 1 << 24),
+            # -- operating the server (issue 18) --
+            "metrics_public": flag("AUTOBYTEUS_METRICS_PUBLIC", False),
+            "access_log": flag("AUTOBYTEUS_ACCESS_LOG", True),
+            "log_level": (text("AUTOBYTEUS_LOG_LEVEL") or "INFO").upper(),
+            "log_format": (text("AUTOBYTEUS_LOG_FORMAT") or "text").lower(),
+            "cors_origins": origins("AUTOBYTEUS_CORS_ORIGINS"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
@@ -195,6 +233,15 @@ class Settings:
         if self.max_inflight is not None and self.max_inflight < 1:
             raise SettingsError(
                 f"AUTOBYTEUS_MAX_INFLIGHT={self.max_inflight}; it accepts 1..100000")
+        # -- operating the server (issue 18) --
+        from web.logsetup import LOG_FORMATS, LOG_LEVELS
+
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"AUTOBYTEUS_LOG_LEVEL={self.log_level!r}; it accepts "
+                                + ", ".join(LOG_LEVELS))
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"AUTOBYTEUS_LOG_FORMAT={self.log_format!r}; it accepts "
+                                + " or ".join(LOG_FORMATS))
 
     @property
     def inflight_limit(self) -> int:

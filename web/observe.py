@@ -1,0 +1,80 @@
+"""Per-request observation: the request id, the access-log line and the request metrics.
+
+``RequestObserver`` is the app's first middleware, so its ``process_request`` runs before any
+other and its ``process_response`` after every other (and after the error handlers): it sees
+the final status, headers and body. The line it logs names the route *template* (never the
+path's ids), the status, the body's size, the time taken and the request id; never a body, a
+query string, a header value, a token or a signature.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import falcon
+
+from web.metrics import UNMATCHED_ROUTE, Metrics
+
+access_log = logging.getLogger("web.access")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+#: A client's request id is kept when it is 1..128 of these characters, otherwise replaced: it
+#: goes into logs and an answer's headers, so nothing that could forge a log line or a header.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+
+
+def request_id_from(given: str | None) -> str:
+    """The client's ``X-Request-Id`` if it is safe to log and echo, else a fresh one."""
+    if given is not None and _SAFE_REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+class RequestObserver:
+    def __init__(self, metrics: Metrics | None, access_log_enabled: bool = True) -> None:
+        self._metrics = metrics
+        self._log = access_log_enabled
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+        rid = request_id_from(req.get_header(REQUEST_ID_HEADER))
+        req.context.request_id = rid
+        resp.set_header(REQUEST_ID_HEADER, rid)
+        if self._metrics is not None:
+            self._metrics.inflight.inc()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        started = getattr(req.context, "started", None)
+        if started is None:  # process_request never ran (it raised before us): nothing to say
+            return
+        seconds = time.perf_counter() - started
+        status = resp.status_code
+        route = req.uri_template
+        if self._metrics is not None:
+            self._metrics.inflight.dec()
+            self._metrics.observe_request(route, req.method, status, seconds)
+        if self._log and access_log.isEnabledFor(logging.INFO):
+            size = _body_bytes(resp)
+            route = route or UNMATCHED_ROUTE
+            rid = req.context.request_id
+            access_log.info(
+                "%s %s %d %dB %.1fms id=%s", req.method, route, status, size, seconds * 1000.0,
+                rid,
+                # The same fields, one by one, for AUTOBYTEUS_LOG_FORMAT=json (web/logsetup.py).
+                extra={"http": {"method": req.method, "route": route, "status": status,
+                                "bytes": size, "duration_ms": round(seconds * 1000.0, 3),
+                                "request_id": rid}},
+            )
+
+
+def _body_bytes(resp: falcon.Response) -> int:
+    if resp.stream is not None:  # a static file: its length was set from the file's size
+        return resp.content_length or 0
+    # Renders media once; Falcon keeps the rendered bytes and sends them as they are.
+    body = resp.render_body()
+    return 0 if body is None else len(body)
