@@ -47,12 +47,14 @@ def create_app(
     # (they see every answer, errors included), then CORS (before the token check, whose 401
     # a browser page must be able to read); /metrics and /docs are added below.
     metrics = metrics or metrics_for(store, services)
-    middleware: list[Any] = [RequestObserver(metrics, access_log_enabled=settings.access_log)]
+    observer = RequestObserver(metrics, access_log_enabled=settings.access_log)
+    middleware: list[Any] = [observer]
     if settings.cors_origins:
         middleware.append(Cors(settings.cors_origins))
     if settings.api_token:
         middleware.append(BearerTokenAuth(settings.api_token))
     app = falcon.App(middleware=middleware)
+    observer.set_router(app._router)  # type: ignore[attr-defined]  # (issue 18)
     # Falcon's own JSON handler and its output, with the encoder built once instead of per answer.
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
         dumps=encode_json)

@@ -38,6 +38,19 @@ class RequestObserver:
     def __init__(self, metrics: Metrics | None, access_log_enabled: bool = True) -> None:
         self._metrics = metrics
         self._log = access_log_enabled
+        #: The app's router (``set_router``): names the route of a request refused before
+        #: Falcon routed it (a missing token), which has no ``uri_template`` yet.
+        self._router: Any = None
+
+    def set_router(self, router: Any) -> None:
+        self._router = router
+
+    def _route_of(self, req: falcon.Request) -> str | None:
+        route = req.uri_template
+        if route is None and self._router is not None:
+            found = self._router.find(req.path)
+            route = None if found is None else found[3]
+        return route
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -54,7 +67,7 @@ class RequestObserver:
             return
         seconds = time.perf_counter() - started
         status = resp.status_code
-        route = req.uri_template
+        route = self._route_of(req)
         if self._metrics is not None:
             self._metrics.inflight.dec()
             self._metrics.observe_request(route, req.method, status, seconds)
