@@ -209,3 +209,34 @@ def test_shed_requests_are_counted(client: falcon.testing.TestClient, make_store
     samples = parse(metrics.exposition().decode())
     assert value(samples, "autobyteus_http_requests_shed_total") == 2
     assert limiter.shed_count == 2
+
+
+@pytest.mark.parametrize("provider", ["lmdb", "file", "sqlite"])
+def test_group_commit_batches_and_flushes(make_store: Any, provider: str) -> None:
+    """Needs the engine to tell of its flushes: ``BatchingStore.flush_listeners``, each called
+    with (write transactions in the batch, seconds, succeeded) after every durable flush."""
+    store = make_store.open(provider)
+    if not hasattr(store, "flush_listeners"):
+        pytest.skip("the engine does not report its group-commit flushes yet "
+                    "(BatchingStore.flush_listeners, proposed with issue 18)")
+    client = falcon.testing.TestClient(create_app(store, Settings(provider=provider)))
+    for i in range(5):
+        assert client.simulate_post("/rest/api/prompts", json={
+            "name": f"p{i}", "category": "c", "promptContent": "x"}).status_code == 201
+    samples = scrape(client)
+    flushes = value(samples, "autobyteus_group_commit_flush_seconds_count")
+    assert flushes is not None and flushes >= 5  # one request at a time: a flush each
+    assert value(samples, "autobyteus_group_commit_batch_size_sum") >= 5
+    assert value(samples, "autobyteus_group_commit_flush_failures_total") == 0
+
+
+def test_group_commit_series_only_where_flushes_are_told(make_store: Any) -> None:
+    """A store that does not tell of flushes (PostgreSQL has no batches) shows no group-commit
+    series rather than empty ones that would read as "no flushes"."""
+    store = make_store.open("lmdb")
+    from domains.registry import build_services
+
+    metrics = metrics_for(store, build_services(store))
+    names = {name for name, _ in parse(metrics.exposition().decode())}
+    has_hook = hasattr(store, "flush_listeners")
+    assert any(n.startswith("autobyteus_group_commit_") for n in names) == has_hook
