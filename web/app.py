@@ -47,7 +47,8 @@ def create_app(
     # (they see every answer, errors included), then CORS (before the token check, whose 401
     # a browser page must be able to read); /metrics and /docs are added below.
     metrics = metrics or metrics_for(store, services)
-    observer = RequestObserver(metrics, access_log_enabled=settings.access_log)
+    observer = RequestObserver(metrics, access_log_enabled=settings.access_log,
+                               structured=settings.log_format == "json")
     middleware: list[Any] = [observer]
     if settings.cors_origins:
         middleware.append(Cors(settings.cors_origins))

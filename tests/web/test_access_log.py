@@ -9,6 +9,7 @@ import logging
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def test_one_line_per_request_with_the_route_template(
         make_client: Callable[..., falcon.testing.TestClient],
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="web.access")
-    client = make_client(api_token=TOKEN, gateway_shared_secret=GATEWAY)
+    client = make_client(api_token=TOKEN, gateway_shared_secret=GATEWAY, log_format="json")
     auth = {"Authorization": f"Bearer {TOKEN}"}
     secret_text = "a body that must never be logged"
     created = client.simulate_post("/rest/api/prompts", headers=auth, json={
@@ -98,22 +99,79 @@ def test_request_ids_are_kept_when_safe_and_made_otherwise(
 
 def test_json_format_is_one_object_per_line() -> None:
     out = io.StringIO()
-    handler = configure_logging("INFO", "json", stream=out)
+    setup = configure_logging("INFO", "json", stream=out)
     try:
         logging.getLogger("web.access").info(
             "GET /health 200 10B 0.1ms id=x",
             extra={"http": {"method": "GET", "route": "/health", "status": 200}})
         logging.getLogger("web.test").debug("below the level")
         logging.getLogger("web.test").warning("quote \" and\nnewline")
+        setup.flush()
     finally:
-        logging.getLogger().removeHandler(handler)
+        setup.undo()
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
-    first, second = (json.loads(line) for line in lines)
+    second, first = (json.loads(line) for line in lines)  # the access line waits for a batch
     assert first["logger"] == "web.access" and first["level"] == "INFO"
     assert first["http"] == {"method": "GET", "route": "/health", "status": 200}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
     assert second["message"] == "quote \" and\nnewline"
+
+
+def test_access_lines_are_written_in_batches_and_none_is_lost() -> None:
+    out = io.StringIO()
+    setup = configure_logging("INFO", "text", stream=out)
+    access = logging.getLogger("web.access")
+    try:
+        for i in range(600):  # past max_lines (256): written without waiting for the delay
+            access.info("line %d", i)
+        # The rest is written by the writer thread within max_delay (0.25 s) of its first
+        # line, with no further line to push it: wait for it (a bound, not a measurement).
+        deadline = time.monotonic() + 30
+        while out.getvalue().count("\n") < 600 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        written = out.getvalue().splitlines()
+        access.info("last line")
+    finally:
+        setup.undo()  # flushes what waits
+    assert [line.rsplit(" ", 1)[1] for line in written] == [str(i) for i in range(600)]
+    assert out.getvalue().splitlines()[-1].endswith("web.access last line")
+    assert access.propagate  # undo() gave the logger back
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_servers_access_writer_formats_as_the_log_does(
+        make_client: Callable[..., falcon.testing.TestClient], fmt: str) -> None:
+    out = io.StringIO()
+    setup = configure_logging("INFO", fmt, stream=out)
+    try:
+        client = make_client(log_format=fmt)
+        client.simulate_get("/health", headers={"X-Request-Id": "w-1"})
+        client.simulate_get("/nope")
+        logging.getLogger("web.test").warning("other")
+        setup.flush()
+    finally:
+        setup.undo()
+    lines = out.getvalue().splitlines()
+    access = [line for line in lines if "web.access" in line]
+    assert len(lines) == 3 and len(access) == 2
+    if fmt == "text":
+        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+        assert re.fullmatch(stamp + r" INFO web.access GET /health 200 \d+B \d+\.\dms id=w-1",
+                            access[0])
+        assert re.fullmatch(stamp + r" INFO web.access GET \(unmatched\) 404 \d+B \d+\.\dms "
+                            r"id=[0-9a-f]{32}", access[1])
+        other = next(line for line in lines if "web.test" in line)
+        assert re.fullmatch(stamp + " WARNING web.test other", other)  # the same shape
+    else:
+        first, second = (json.loads(line) for line in access)
+        assert first["logger"] == "web.access" and first["level"] == "INFO"
+        assert first["http"]["request_id"] == "w-1" and first["http"]["status"] == 200
+        assert first["message"].startswith("GET /health 200 ")
+        assert second["http"]["route"] == "(unmatched)"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+        other = json.loads(next(line for line in lines if "web.test" in line))
+        assert set(other) == {"time", "level", "logger", "message"}
 
 
 def test_log_settings_are_checked() -> None:
@@ -140,11 +198,11 @@ def test_effective_settings_mask_secrets() -> None:
     assert shown["database_url"] == "postgresql://app:***@db.local:5433/kv"
     assert shown["threads"] == 8 and shown["provider"] == "postgresql"
     out = io.StringIO()
-    handler = configure_logging("INFO", "text", stream=out)
+    setup = configure_logging("INFO", "text", stream=out)
     try:
         log_effective_settings(settings)
     finally:
-        logging.getLogger().removeHandler(handler)
+        setup.undo()
     text = out.getvalue()
     assert "api_token=***" in text and "threads=8" in text
     for secret in (TOKEN, GATEWAY, "pw-SECRET"):
