@@ -51,9 +51,12 @@ class BatchingHandler(logging.Handler):
     process killed outright loses at most the lines of the last ``max_delay`` seconds.
     """
 
-    def __init__(self, stream: TextIO, max_lines: int = 256, max_delay: float = 0.25) -> None:
+    def __init__(self, stream: TextIO, max_lines: int = 256, max_delay: float = 0.25,
+                 stream_lock: Any = None) -> None:
         super().__init__()
         self.stream = stream
+        #: The lock of the other handler writing to ``stream``, so that lines never mix.
+        self._stream_lock = stream_lock or threading.Lock()
         self.max_lines = max_lines
         self.max_delay = max_delay
         self._lines: list[str] = []
@@ -96,8 +99,9 @@ class BatchingHandler(logging.Handler):
             lines, self._lines = self._lines, []
         if lines:
             try:
-                self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
+                with self._stream_lock:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
             except Exception:
                 pass  # a closed or broken stderr must not break requests
 
@@ -119,8 +123,8 @@ class AccessLogWriter(BatchingHandler):
     the formatter and the handler chain cost 5 times what this does, on every request; records
     that other code logs to ``web.access`` are formatted as usual."""
 
-    def __init__(self, stream: TextIO, fmt: str = "text") -> None:
-        super().__init__(stream)
+    def __init__(self, stream: TextIO, fmt: str = "text", stream_lock: Any = None) -> None:
+        super().__init__(stream, stream_lock=stream_lock)
         self.json = fmt == "json"
         self._second = -1
         self._stamp = ""
@@ -195,7 +199,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text",
         if isinstance(old, BatchingHandler):
             logger.removeHandler(old)
             old.close()
-    writer = AccessLogWriter(stream, fmt)
+    writer = AccessLogWriter(stream, fmt, stream_lock=handler.lock)
     writer.setFormatter(formatter)
     logger.addHandler(writer)
     logger.propagate = False
