@@ -45,6 +45,22 @@ def assets_directory() -> str:
     return str(swagger_ui_path)
 
 
+class Assets:
+    """Swagger UI's files under ``ASSETS_PREFIX``, by Falcon's own static route (safe paths,
+    content types, ranges). Made at the first request for one: the package is not even
+    imported by a server whose /docs nobody opens (it costs start-up time)."""
+
+    def __init__(self) -> None:
+        self._route: falcon.routing.StaticRoute | None = None
+
+    def __call__(self, req: falcon.Request, resp: falcon.Response, **kwargs: Any) -> None:
+        if req.method not in ("GET", "HEAD"):
+            raise falcon.HTTPMethodNotAllowed(["GET", "HEAD"])
+        if self._route is None:
+            self._route = falcon.routing.StaticRoute(ASSETS_PREFIX, assets_directory())
+        self._route(req, resp)
+
+
 class DocsPage:
     def __init__(self, document_url: str = "/openapi.json") -> None:
         self._page = PAGE.format(assets=ASSETS_PREFIX, document=document_url).encode()
@@ -56,7 +72,7 @@ class DocsPage:
 
 def add_routes(app: falcon.App) -> None:
     app.add_route("/docs", DocsPage())
-    app.add_static_route(ASSETS_PREFIX, assets_directory())
+    app.add_sink(Assets(), ASSETS_PREFIX + "/")
 
 
 PATHS: dict[str, Any] = {
