@@ -102,7 +102,7 @@ class RequestObserver:
 
 def _body_bytes(resp: falcon.Response) -> int:
     if resp.stream is not None:  # a static file: its length was set from the file's size
-        return resp.content_length or 0
+        return int(resp.content_length or 0)  # Falcon gives the header's text
     # Renders media once; Falcon keeps the rendered bytes and sends them as they are.
     body = resp.render_body()
     return 0 if body is None else len(body)

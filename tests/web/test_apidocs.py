@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 
 import falcon.testing
+import pytest
 
 from tests.web.server_support import ROOT
 
 
-def test_the_page_and_its_files(client: falcon.testing.TestClient) -> None:
+def test_the_page_and_its_files(client: falcon.testing.TestClient,
+                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="web.access")  # the access line of a file too
     page = client.simulate_get("/docs")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
@@ -25,6 +29,9 @@ def test_the_page_and_its_files(client: falcon.testing.TestClient) -> None:
         assert len(asset.content) > 100
     assert client.simulate_get("/docs/assets/swagger-ui-bundle.js").headers[
         "content-type"] in ("application/javascript", "text/javascript")
+    css = len(client.simulate_get("/docs/assets/swagger-ui.css").content)
+    lines = [r.getMessage() for r in caplog.records if r.name == "web.access"]
+    assert any(line.startswith(f"GET /docs/assets/{{file}} 200 {css}B ") for line in lines), lines
 
 
 def test_assets_refuse_what_is_not_theirs(client: falcon.testing.TestClient) -> None:
