@@ -45,10 +45,11 @@ class BatchingHandler(logging.Handler):
     batch, or at once when ``max_lines`` are waiting, and on flush() / close() (logging does
     both at exit).
 
-    For the access log, one line per request: a write of its own per line costs a system call
-    that releases the GIL, and with other request threads waiting for it, every release is a
-    hand-over between threads; measured, it was the larger part of the access log's cost. A
-    process killed outright loses at most the lines of the last ``max_delay`` seconds.
+    For the access log, one line per request: a write of its own per line is a system call that
+    releases the GIL, a hand-over to another thread whenever request threads wait for it; in
+    batches that happens a few times a second instead. (Its gain alone was not separable from
+    the noise of this machine; the measured gain came from ``AccessLogWriter``.) A process
+    killed outright loses at most the lines of the last ``max_delay`` seconds.
     """
 
     def __init__(self, stream: TextIO, max_lines: int = 256, max_delay: float = 0.25,
