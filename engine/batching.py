@@ -14,7 +14,7 @@ import threading
 import time
 from _thread import allocate_lock as _allocate_lock
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from engine import errors
@@ -229,6 +229,10 @@ class BatchingStore(Store):
         self._inflight: _Batch | None = None
         self._local = threading.local()
         self._closing = False
+        #: Observers of group commit (metrics): each is called after every flush, in the
+        #: flushing thread, with (write transactions in the batch, seconds, succeeded). They
+        #: must be quick; an error one raises is ignored, so an observer can never fail a write.
+        self.flush_listeners: list[Callable[[int, float, bool], None]] = []
 
     # -- hooks -------------------------------------------------------------------------------
     @abstractmethod
@@ -461,7 +465,8 @@ class BatchingStore(Store):
                 self._batch_abort(batch.handle)
             except Exception:
                 pass
-        else:
+        started = time.perf_counter()
+        if error is None:
             try:
                 if self.flush_delay:
                     time.sleep(self.flush_delay)
@@ -483,6 +488,13 @@ class BatchingStore(Store):
                     pass
         batch.error = error
         batch.set_flushed()
+        if self.flush_listeners:
+            elapsed = time.perf_counter() - started
+            for listener in self.flush_listeners:
+                try:
+                    listener(len(batch.tickets), elapsed, error is None)
+                except Exception:
+                    pass
 
     @staticmethod
     def _wake(batch: _Batch) -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from domains.registry import Services
     from engine import Store
+    from web.metrics import Metrics
 
 log = logging.getLogger("web.app")
 
@@ -48,49 +49,65 @@ def build_services(store: Store, settings: Settings, *, clock: Any = None) -> Se
 
 
 def create_app(
-    store: Store, settings: Settings | None = None, *, services: Any = None, clock: Any = None
+    store: Store, settings: Settings | None = None, *, services: Any = None, clock: Any = None,
+    metrics: Metrics | None = None,
 ) -> falcon.App:
     """The HTTP application over ``store`` (services built here unless given); no global state,
-    no background workers."""
+    no background workers. ``metrics``: the series /metrics answers (made here unless given)."""
     from web.api import build_app
     from web.context import AppContext
+    from web.metrics import metrics_for
 
     settings = settings or Settings()
     if services is None:
         services = build_services(store, settings, clock=clock)
-    return build_app(AppContext(store=store, settings=settings, services=services))
+    metrics = metrics or metrics_for(store, services)
+    return build_app(AppContext(store=store, settings=settings, services=services), metrics)
 
 
 class Runtime:
     """A running server's parts: the store, the services, the app and the background workers."""
 
-    def __init__(self, settings: Settings, store: Store, app: falcon.App, workers: list[Any]):
+    def __init__(self, settings: Settings, store: Store, app: falcon.App, workers: list[Any],
+                 metrics: Metrics | None = None):
         self.settings = settings
         self.store = store
         self.app = app
         self.workers = workers
+        #: The app's metrics (the server counts shed requests into them).
+        self.metrics = metrics
         self._stopped = threading.Event()
 
     @classmethod
     def start(cls, settings: Settings, *, clock: Any = None) -> Runtime:
         """Open the store, build the services and the app, start the background workers."""
+        from web.metrics import metrics_for, watch_workers
+
         store = open_store(settings)
         try:
             services = build_services(store, settings, clock=clock)
-            app = create_app(store, settings, services=services)
+            # One Metrics for the app and the background workers.
+            metrics = metrics_for(store, services)
+            app = create_app(store, settings, services=services, metrics=metrics)
             workers = services.background_workers(settings.ttl_sweep_interval_s)
+            watch_workers(metrics, workers)
             for worker in workers:
                 worker.start()
         except BaseException:
             store.close()
             raise
-        return cls(settings, store, app, workers)
+        return cls(settings, store, app, workers, metrics)
 
     def create_server(self) -> Any:
         """A listening waitress server for the app, with the settings' limits and shedding."""
         from web import serving
 
-        return serving.create_server(self.app, self.settings)
+        server = serving.create_server(self.app, self.settings)
+        limiter = getattr(server, "limiter", None)
+        if limiter is not None and self.metrics is not None:
+            # Requests shed by the dispatcher (503 OVERLOADED) never reach the app: counted here.
+            limiter.shed_listeners.append(self.metrics.count_shed)
+        return server
 
     def stop(self) -> None:
         """Stop the workers, then close the store (flushing what group commit still holds)."""
@@ -103,12 +120,19 @@ class Runtime:
             except Exception:
                 log.exception("stopping %r failed", worker)
         self.store.close()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 def from_env() -> falcon.App:
     """For ``waitress-serve --call web.app:from_env``: open the configured store, start the
     background workers, and return the app."""
-    runtime = Runtime.start(Settings.from_env())
+    from web.logsetup import configure_logging, log_effective_settings
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    log_effective_settings(settings, log)
+    runtime = Runtime.start(settings)
     # waitress-serve owns the process here: close the store (flushing group commit) at its exit.
     atexit.register(runtime.stop)
     freeze_startup_objects()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hmac
 import threading
+from collections.abc import Callable
 
 import falcon
 
+from web.cors import is_preflight
 from web.errors import ApiError
 
 API_PREFIX = "/rest/api/"
@@ -27,6 +29,8 @@ class BearerTokenAuth:
         path = req.path.rstrip("/") or "/"
         if not path.startswith(API_PREFIX) or path in SIGNED_INGRESS_PATHS:
             return
+        if is_preflight(req):
+            return  # a browser never sends credentials on a CORS preflight (web/cors.py)
         given = (req.get_header("Authorization") or "").encode()
         # compare_digest: the time taken does not tell how much of the token was right.
         if not hmac.compare_digest(given, self._expected):
@@ -59,6 +63,8 @@ class InflightLimiter:
         self._inflight = 0
         self._shed = 0
         self._lock = threading.Lock()
+        #: Called (without arguments, outside the lock) for each request refused: the metrics.
+        self.shed_listeners: list[Callable[[], None]] = []
 
     @property
     def inflight(self) -> int:
@@ -71,11 +77,13 @@ class InflightLimiter:
 
     def try_enter(self) -> bool:
         with self._lock:
-            if self._inflight >= self.limit:
-                self._shed += 1
-                return False
-            self._inflight += 1
-            return True
+            if self._inflight < self.limit:
+                self._inflight += 1
+                return True
+            self._shed += 1
+        for listener in self.shed_listeners:
+            listener()
+        return False
 
     def leave(self) -> None:
         with self._lock:

@@ -30,13 +30,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log = logging.getLogger("autobyteus-server")
     try:
         settings = Settings.from_env(**vars(args))
     except SettingsError as exc:
         print(f"autobyteus-server: {exc}", file=sys.stderr)
         return 2
+    # Log level and format, then the effective settings (secrets masked).
+    from web.logsetup import configure_logging, log_effective_settings
+
+    configure_logging(settings.log_level, settings.log_format)
+    log_effective_settings(settings, log)
 
     try:
         runtime = Runtime.start(settings)

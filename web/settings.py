@@ -45,6 +45,30 @@ def _http_url(label: str, value: str) -> None:
         raise SettingsError(f"{label}={value!r} is not an http(s) URL")
 
 
+def parse_origins(raw: str | None) -> tuple[str, ...]:
+    """``"*"`` or a comma list of origins (``scheme://host[:port]``), as a tuple; empty: off."""
+    if raw is None or not raw.strip():
+        return ()
+    items = tuple(dict.fromkeys(o.strip().rstrip("/") for o in raw.split(",") if o.strip()))
+    if "*" in items:
+        if len(items) > 1:
+            raise ValueError("'*' allows every origin and cannot be combined with others")
+        return ("*",)
+    for origin in items:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+    return items
+
+
+def _origins(label: str, value: str) -> None:
+    try:
+        parse_origins(value)
+    except ValueError as exc:
+        raise SettingsError(f"{label}: {exc}; it accepts * or a comma list of origins such as "
+                            "https://app.example.org") from None
+
+
 @attrs.frozen
 class Settings:
     # -- the store --
@@ -130,6 +154,24 @@ class Settings:
         "CHANNEL_CALLBACK_IDEMPOTENCY_TTL_SECONDS", 3600,
         "how long a reply's callback idempotency key is remembered",
         low=0, high=_TEN_YEARS_S, unit="seconds")
+    # -- operating the server (web/metrics.py, web/observe.py, web/logsetup.py, web/cors.py) --
+    metrics_public: bool = setting(
+        "AUTOBYTEUS_METRICS_PUBLIC", False,
+        "`GET /metrics` answers without the API token (when one is set)")
+    access_log: bool = setting(
+        "AUTOBYTEUS_ACCESS_LOG", True,
+        "one access-log line per request (logger `web.access`, level INFO)")
+    log_level: str = setting(
+        "AUTOBYTEUS_LOG_LEVEL", "INFO", "level of the server's log",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"), normalise=str.upper)
+    log_format: str = setting(
+        "AUTOBYTEUS_LOG_FORMAT", "text",
+        "`text` (one readable line per event) or `json` (one JSON object per line)",
+        choices=("text", "json"), normalise=str.lower)
+    cors_origins: str | None = setting(
+        "AUTOBYTEUS_CORS_ORIGINS", None,
+        "origins whose pages may call the API from a browser: `*` or a comma list such as "
+        "`https://app.example.org`; unset: CORS off", check=_origins)
 
     def __attrs_post_init__(self) -> None:
         check_all(TABLE, self)
@@ -166,6 +208,11 @@ class Settings:
         if FIELDS["preset"] in table:
             preset = read([FIELDS["preset"]], env, overrides, preset)["preset"]
         return cls(**read(table, env, overrides, preset))
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The allowed origins (``("*",)``: any); empty: CORS off."""
+        return parse_origins(self.cors_origins)
 
     @property
     def inflight_limit(self) -> int:

@@ -26,6 +26,10 @@ class SettingsError(ValueError):
     """A setting has a value this server does not accept."""
 
 
+#: The words a switch (a ``bool`` setting) accepts, in any case.
+_SWITCH_ON = ("1", "true", "yes", "on")
+_SWITCH_OFF = ("0", "false", "no", "off")
+
 #: Marks "this preset keeps the default".
 _UNCHANGED: Any = object()
 
@@ -96,9 +100,16 @@ class Entry:
         text = raw.strip()
         if self.spec.normalise is not None:
             text = self.spec.normalise(text)
-        if self.kind is int:
+        if self.kind is bool:
+            if text.lower() in _SWITCH_ON:
+                value: Any = True
+            elif text.lower() in _SWITCH_OFF:
+                value = False
+            else:
+                raise SettingsError(f"{label}={raw!r} is not a switch; it accepts 1 or 0")
+        elif self.kind is int:
             try:
-                value: Any = int(text)
+                value = int(text)
             except ValueError:
                 raise SettingsError(
                     f"{label}={raw!r} is not an integer; it accepts {self.range_text()}"
@@ -121,7 +132,10 @@ class Entry:
             if self.optional:
                 return
             raise SettingsError(f"{label} needs a value")
-        if self.kind in (int, float):
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise SettingsError(f"{label}={value!r} is not a switch; it accepts 1 or 0")
+        elif self.kind in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise SettingsError(f"{label}={value!r} is not a number; "
                                     f"it accepts {self.range_text()}")
@@ -230,6 +244,8 @@ def _accepts(entry: Entry) -> str:
     spec = entry.spec
     if spec.choices:
         return ", ".join(f"`{c}`" for c in spec.choices)
+    if entry.kind is bool:
+        return "`1` or `0` (also true/false, yes/no, on/off)"
     if entry.kind in (int, float) and spec.unit == "bytes":
         return f"{_size(spec.low)}..{_size(spec.high)}"
     if entry.kind in (int, float):
@@ -257,6 +273,8 @@ def _shown_default(entry: Entry) -> str:
 def _shown(entry: Entry, value: Any) -> str:
     if value is None:
         return "none"
+    if isinstance(value, bool):
+        return "`1`" if value else "`0`"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         text = f"`{_number(value)}`"
         if entry.spec.unit == "bytes" and value >= 1024:

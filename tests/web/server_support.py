@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -35,6 +36,14 @@ class Server:
                 break
         else:
             raise AssertionError("the server did not start:\n" + "".join(self.log))
+        # The server logs a line per request: keep reading, or a full pipe would block it.
+        self._drain = threading.Thread(target=self._read_rest, daemon=True)
+        self._drain.start()
+
+    def _read_rest(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
@@ -54,6 +63,6 @@ class Server:
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         self.proc.send_signal(signum)
-        rest = self.proc.communicate(timeout=60)[1]
-        self.log.append(rest or "")
+        self.proc.wait(60)
+        self._drain.join(30)
         return self.proc.returncode
