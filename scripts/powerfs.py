@@ -20,8 +20,9 @@ EIO. The controller kills the programs on the mount in between, so nothing they 
 reaches a client: a thread blocked in the filesystem is killed by the pending SIGKILL the moment
 it returns, and one that is not can only report what was durable before the cut.
 
-Control: lines on stdin: ``cut`` (now), ``sync`` (everything durable, as a clean shutdown's
-``sync``), ``release``. Lines on stdout: ``ready``, ``cut <cause>``, ``synced``, ``released``.
+Control: lines on stdin: ``arm`` (start watching for the trigger), ``cut`` (now), ``sync``
+(everything durable, as a clean shutdown's ``sync``), ``release``. Lines on stdout: ``ready``,
+``armed``, ``cut <cause>``, ``synced``, ``released``.
 
 Triggers (``--trigger``) cut from inside the filesystem when it sees an operation of interest,
 before the ``--countdown``-th mutating operation counted from the first matching one (1: before
@@ -92,6 +93,7 @@ class Node:
 class Trigger:
     kind: str
     countdown: int
+    enabled: bool = False  # by the controller's ``arm``, once it verified the store
     armed: bool = False
     desc: str = ""
 
@@ -207,7 +209,8 @@ class PowerFS(Operations):
             finally:
                 self.mutex.acquire()
         trig = self.trigger
-        if trig is None or op not in MUTATING or name.endswith(VOLATILE_SUFFIXES):
+        if trig is None or not trig.enabled or op not in MUTATING \
+                or name.endswith(VOLATILE_SUFFIXES):
             return
         if not trig.armed and match:
             trig.armed = True
@@ -516,6 +519,11 @@ class PowerFS(Operations):
                 with self.mutex:
                     self._sync_all()
                 print("synced", flush=True)
+            elif command == "arm":
+                with self.mutex:
+                    if self.trigger is not None:
+                        self.trigger.enabled = True
+                print("armed", flush=True)
             elif command == "release":
                 self.released.set()
                 print("released", flush=True)
