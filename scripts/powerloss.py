@@ -39,6 +39,7 @@ import queue
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,13 @@ PROVIDERS = ("lmdb", "file", "sqlite")
 TRIGGER_OF = {"file": "snapshot", "lmdb": "lmdb-grow", "sqlite": "checkpoint"}
 #: the countdown of a trigger is drawn from 1..this (mutating operations from the matching one)
 COUNTDOWN_MAX = {"snapshot": 14, "lmdb-grow": 2, "checkpoint": 8}
-SERVER_COMMAND = [sys.executable, "-m", "scripts.powerloss_server", "--port", "0"]
+SERVER_COMMAND = [sys.executable, "-m", "scripts.powerloss_server"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def fuse_missing() -> str | None:
@@ -224,10 +231,16 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
     server: ServerProcess | None = None
 
     def start_server() -> ServerProcess:
+        port = _free_port()
+        server = ServerProcess(env, command=[*SERVER_COMMAND, "--port", str(port)])
         try:
-            return ServerProcess.start(env, command=SERVER_COMMAND)
+            server.wait_ready()
         except RuntimeError as exc:  # it printed no address: the store did not open
             raise Violation(f"the server did not start after a power cut: {exc}") from exc
+        # Not the address it printed: another thread's log line can land between the text of
+        # "listening on ..." and its newline (print writes them apart), gluing digits to the port.
+        server.url = f"http://127.0.0.1:{port}"
+        return server
 
     try:
         # the store's creation, then a clean shutdown (sync) and a cut
@@ -248,7 +261,7 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
             rig.up(trigger=trigger_kind if moment == trigger_kind else None,
                    countdown=countdown, tear=tear, seed=rng.randrange(1 << 30))
             if moment == "startup":
-                server = ServerProcess(env, command=SERVER_COMMAND)
+                server = ServerProcess(env, command=[*SERVER_COMMAND, "--port", "0"])
                 time.sleep(rng.uniform(0.0, 1.0))
                 cause = rig.down(server)
                 server = None
