@@ -65,6 +65,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _torn(cause: str) -> bool:
+    """Whether a cut left a part of a write (not none of it)."""
+    return "torn:" in cause and "torn: 0 of" not in cause
+
+
 def fuse_missing() -> str | None:
     """Why this machine cannot run the rig, or None."""
     if not os.path.exists("/dev/fuse"):
@@ -266,7 +271,7 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
                 cause = rig.down(server)
                 server = None
                 stats.cuts["startup"] += 1
-                stats.torn += "torn:" in cause
+                stats.torn += _torn(cause)
                 if verbose:
                     log(f"[powerloss] cut at startup: {cause}")
                 continue
@@ -309,7 +314,7 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
             stats.rounds += 1
             stats.cuts[moment if cause.startswith("trigger") or moment == "random"
                        else f"{moment} (not reached)"] += 1
-            stats.torn += "torn:" in cause
+            stats.torn += _torn(cause)
             if verbose:
                 log(f"[powerloss] {moment} round: {cause}")
             if errors:
