@@ -33,7 +33,10 @@ the matching operation itself):
 - ``lmdb-grow``: a write of an LMDB meta page (``data.mdb``, first two pages) that records a
   larger map size: the commit that carries a map growth;
 - ``checkpoint``: a write to a SQLite main database file (``*.sqlite3``): in WAL mode only a
-  checkpoint writes it.
+  checkpoint writes it;
+- ``fsync``: an fsync of a file (with countdown 1: the cut comes after the writes that fsync was
+  to make durable, which is when a torn write can happen: a journal line, LMDB's pages, WAL
+  frames).
 
 Mutating operations on files whose durability does not matter (LMDB's ``lock.mdb``, SQLite's
 ``-shm``, both rebuilt at open and mmap'd, so the kernel writes them back when it likes) are not
@@ -417,7 +420,9 @@ class PowerFS(Operations):
     def fsync(self, path: str | None, datasync: int, fh: int) -> None:
         with self.mutex:
             node = self._node(path, fh)
-            self._enter("fsync", node, path or "", self._matches_name(path or ""))
+            trig = self.trigger
+            match = self._matches_name(path or "") or (trig is not None and trig.kind == "fsync")
+            self._enter("fsync", node, path or "", match)
             if not node.is_dir:
                 self._sync_file(node)
 
@@ -542,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mountpoint")
     parser.add_argument("image", help="the durable image: read at mount, written at a cut")
-    parser.add_argument("--trigger", choices=("snapshot", "lmdb-grow", "checkpoint"))
+    parser.add_argument("--trigger", choices=("snapshot", "lmdb-grow", "checkpoint", "fsync"))
     parser.add_argument("--countdown", type=int, default=1)
     parser.add_argument("--tear", action="store_true",
                         help="tear the last unsynced write at a 512-byte boundary at the cut")

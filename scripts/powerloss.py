@@ -18,9 +18,11 @@ cut reaches a client); unmount. The moment of the cut is one of:
 - ``random``: a random time into the workload;
 - ``startup``: a random time after the server process starts (opening, recovery);
 - a trigger in the filesystem: ``snapshot`` (file: a random step of a snapshot rewrite and journal
-  reset), ``lmdb-grow`` (lmdb: the commit that records a grown map, before or after its meta
-  page), ``checkpoint`` (sqlite: a random step of a checkpoint; the round ends with SIGTERM, whose
-  close checkpoints the WAL). A trigger round whose operation did not come is cut at its end.
+  reset; the server compacts every 0.3 s in those rounds), ``lmdb-grow`` (lmdb: the commit that
+  records a grown map, before or after its meta page), ``checkpoint`` (sqlite: a random step of a
+  checkpoint; the round ends with SIGTERM, whose close checkpoints the WAL), ``fsync`` (every
+  backend: just before the first fsync after a random time, so that the writes it was to make
+  durable are lost or torn). A trigger round whose operation did not come is cut at its end.
 
 The store is created first (server started and stopped, then ``sync`` as a clean shutdown
 would), because a store's creation is not what is tested here (see ``--no-sync-after-create``).
@@ -53,9 +55,15 @@ from scripts.serverproc import GatewayStub, ServerProcess, run_tool, server_env
 from scripts.torture import Ledger, Stats, Violation, Worker, check_store, verify, wait_delivered
 
 PROVIDERS = ("lmdb", "file", "sqlite")
-TRIGGER_OF = {"file": "snapshot", "lmdb": "lmdb-grow", "sqlite": "checkpoint"}
+#: the moment of a cut, per provider, with its weight: ``random`` and ``startup`` are the driver's,
+#: the others are scripts.powerfs triggers
+MOMENTS = {
+    "file": {"random": 4, "startup": 1, "snapshot": 3, "fsync": 2},
+    "lmdb": {"random": 4, "startup": 1, "lmdb-grow": 3, "fsync": 2},
+    "sqlite": {"random": 4, "startup": 1, "checkpoint": 3, "fsync": 2},
+}
 #: the countdown of a trigger is drawn from 1..this (mutating operations from the matching one)
-COUNTDOWN_MAX = {"snapshot": 14, "lmdb-grow": 2, "checkpoint": 8}
+COUNTDOWN_MAX = {"snapshot": 14, "lmdb-grow": 2, "checkpoint": 8, "fsync": 1}
 SERVER_COMMAND = [sys.executable, "-m", "scripts.powerloss_server"]
 
 
@@ -230,14 +238,14 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
         extra["POWERLOSS_NO_DIR_FSYNC"] = "1"
     env = server_env(provider, os.path.join(rig.mountpoint, "data"), None, **extra)
     ledgers = [Ledger(f"w{i}") for i in range(threads)]
-    trigger_kind = TRIGGER_OF[provider]
     log(f"[powerloss] {provider}: seed {seed}, {cuts} power cuts, {threads} client threads"
         + (", directory fsync DISABLED" if no_dir_fsync else ""))
     server: ServerProcess | None = None
 
-    def start_server() -> ServerProcess:
+    def start_server(round_env: dict[str, str] | None = None) -> ServerProcess:
         port = _free_port()
-        server = ServerProcess(env, command=[*SERVER_COMMAND, "--port", str(port)])
+        server = ServerProcess(round_env or env,
+                               command=[*SERVER_COMMAND, "--port", str(port)])
         try:
             server.wait_ready()
         except RuntimeError as exc:  # it printed no address: the store did not open
@@ -260,11 +268,11 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
         rig.down(server)
         server = None
         while sum(stats.cuts.values()) < cuts:
-            moment = rng.choices(["random", "startup", trigger_kind], [5, 1, 4])[0]
+            moment = rng.choices(list(MOMENTS[provider]), list(MOMENTS[provider].values()))[0]
+            trigger = moment if moment in COUNTDOWN_MAX else None
             tear = rng.random() < 0.5
-            countdown = rng.randint(1, COUNTDOWN_MAX[trigger_kind])
-            rig.up(trigger=trigger_kind if moment == trigger_kind else None,
-                   countdown=countdown, tear=tear, seed=rng.randrange(1 << 30))
+            rig.up(trigger=trigger, countdown=rng.randint(1, COUNTDOWN_MAX.get(moment, 1)),
+                   tear=tear, seed=rng.randrange(1 << 30))
             if moment == "startup":
                 server = ServerProcess(env, command=[*SERVER_COMMAND, "--port", "0"])
                 time.sleep(rng.uniform(0.0, 1.0))
@@ -275,7 +283,10 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
                 if verbose:
                     log(f"[powerloss] cut at startup: {cause}")
                 continue
-            server = start_server()
+            round_env = env
+            if moment == "snapshot":  # compactions often enough to cut one in the middle
+                round_env = {**env, "POWERLOSS_COMPACT_EVERY_S": "0.3"}
+            server = start_server(round_env)
             client = server.client()
             try:
                 verify(client, ledgers, stats, gateway, rng)
@@ -283,7 +294,8 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
                 client.close()
             check_store(env)
             stats.checks += 1
-            rig.arm()  # the trigger counts from here: the verification is not what is cut
+            if moment != "fsync":
+                rig.arm()  # the trigger counts from here: the verification is not what is cut
             stop = threading.Event()
             lock = threading.Lock()
             workers = [Worker(led, server.client(), random.Random(rng.random()), stats, stop,
@@ -294,8 +306,12 @@ def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None
             run_s = rng.uniform(0.05, max_run_s)
             if moment == "random":
                 time.sleep(run_s)
-            elif not rig.wait_trigger(run_s if trigger_kind != "checkpoint" else run_s / 2):
-                if trigger_kind == "checkpoint":
+            elif moment == "fsync":  # the next fsync after a random time
+                time.sleep(run_s)
+                rig.arm()
+                rig.wait_trigger(5)
+            elif not rig.wait_trigger(run_s if moment != "checkpoint" else run_s / 2):
+                if moment == "checkpoint":
                     server.proc.send_signal(signal.SIGTERM)  # its close checkpoints the WAL
                     deadline = time.monotonic() + 30
                     while not rig.wait_trigger(0.05) and server.alive() \
