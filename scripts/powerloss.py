@@ -36,6 +36,7 @@ report lost acknowledged writes (the proof that it can fail).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import queue
 import random
@@ -76,19 +77,6 @@ def _free_port() -> int:
 def _torn(cause: str) -> bool:
     """Whether a cut left a part of a write (not none of it)."""
     return "torn:" in cause and "torn: 0 of" not in cause
-
-
-def fuse_missing() -> str | None:
-    """Why this machine cannot run the rig, or None."""
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing"
-    if shutil.which("fusermount") is None:
-        return "fusermount is missing (Debian: apt-get install fuse libfuse2)"
-    try:
-        import fuse  # noqa: F401
-    except (ImportError, OSError) as exc:  # fusepy raises OSError without libfuse
-        return f"fusepy or libfuse2 is missing: {exc}"
-    return None
 
 
 @dataclass
@@ -214,6 +202,30 @@ class PowerRig:
             subprocess.run(["fusermount", "-u", "-z", self.mountpoint], capture_output=True)
         self.proc.wait(60)
         self.proc = None
+
+
+@functools.cache
+def fuse_missing() -> str | None:
+    """Why this machine cannot run the rig, or None (after mounting scripts.powerfs once)."""
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing"
+    if shutil.which("fusermount") is None:
+        return "fusermount is missing (Debian: apt-get install fuse libfuse2)"
+    try:
+        import fuse  # noqa: F401
+    except (ImportError, OSError) as exc:  # fusepy raises OSError without libfuse
+        return f"fusepy or libfuse2 is missing: {exc}"
+    probe = tempfile.mkdtemp(prefix="autobyteus-powerfs-probe-")
+    rig = PowerRig(probe, lambda line: None)
+    try:
+        rig.up()
+        rig.down(None)
+    except (RuntimeError, OSError) as exc:
+        with open(rig.fs_log, errors="replace") as f:
+            return f"mounting a FUSE filesystem failed: {exc}: {f.read()[-500:]}"
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return None
 
 
 def powerloss(provider: str, cuts: int, *, workdir: str, seed: int | None = None,
