@@ -71,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
              settings.provider, host, port, settings.threads, settings.inflight_limit,
              settings.connection_limit)
     # A line for scripts and tests that start us on port 0.
-    print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    # One write (print() writes the text and its newline apart, and another thread's log line
+    # could land between them).
+    sys.stderr.write(f"listening on http://{host}:{port}\n")
+    sys.stderr.flush()
     try:
         server.run()
     finally:

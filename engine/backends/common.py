@@ -91,6 +91,19 @@ def backup_directory(directory: str) -> str:
     return directory
 
 
+def create_directories(path: str) -> None:
+    """``os.makedirs(path)``, durably: the parent of each directory it creates is fsynced, so a
+    power cut right after a store is created cannot take the whole new store away."""
+    missing = []
+    current = os.path.abspath(path)
+    while not os.path.isdir(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    os.makedirs(path, exist_ok=True)
+    for created in reversed(missing):
+        fsync_directory(os.path.dirname(created))
+
+
 def fsync_directory(path: str) -> None:
     """Make the entries of ``path`` durable (a no-op where the filesystem cannot sync one)."""
     import errno

@@ -37,6 +37,8 @@ from engine import errors
 from engine.backends.common import (
     backup_directory,
     check_metadata,
+    create_directories,
+    fsync_directory,
     metadata_record,
     out_of_space,
 )
@@ -285,7 +287,7 @@ class LmdbStore(BatchingStore):
             _open_paths.add(self.path)
         try:
             if not exists:
-                os.makedirs(self.path, exist_ok=True)
+                create_directories(self.path)
             self._env = lmdb.open(
                 self.path,
                 map_size=map_size or DEFAULT_MAP_SIZE,
@@ -314,6 +316,10 @@ class LmdbStore(BatchingStore):
                 # Reader slots left by processes that died (SIGKILL) would pin old pages forever.
                 self._stale_readers_cleared = self._env.reader_check()
             self._open_databases()
+            if not exists and not readonly:
+                # LMDB syncs its files, never the directory that names them: a new store's
+                # data.mdb must be named durably before its first write is acknowledged.
+                fsync_directory(self.path)
         except BaseException:
             self.close()
             raise

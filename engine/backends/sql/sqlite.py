@@ -42,6 +42,7 @@ from engine import errors
 from engine.backends.common import (
     backup_directory,
     check_metadata,
+    create_directories,
     metadata_record,
     out_of_space,
     unwritable,
@@ -281,7 +282,7 @@ class SqliteStore(BatchingStore):
         if not os.path.exists(self.filename):
             if readonly or not create:
                 raise errors.StoreNotFoundError(f"no sqlite store at {self.filename}")
-            os.makedirs(path, exist_ok=True)
+            create_directories(path)  # SQLite syncs the store's directory, not its parents
         try:
             with driver_errors():
                 if not readonly:
