@@ -230,7 +230,7 @@ CRASHING_CHILD = """
         if name == step:
             os._exit(3)
 
-    def half_written_snapshot(fd, pairs, seq):
+    def half_written_snapshot(fd, *args):
         os.write(fd, b'{"format": "autobyteus-file-snapshot", "version": 2, "se')
         os._exit(3)
 
@@ -296,10 +296,10 @@ def test_writers_go_on_while_a_snapshot_is_written(
     started, release = threading.Event(), threading.Event()
     real = file_store.write_snapshot
 
-    def held_snapshot(fd: int, pairs, seq: int) -> None:  # type: ignore[no-untyped-def]
+    def held_snapshot(fd: int, *args) -> None:  # type: ignore[no-untyped-def]
         started.set()
         assert release.wait(120), "the test never released the snapshot"
-        real(fd, pairs, seq)
+        real(fd, *args)
 
     store = FileStore(str(tmp_path), sync=False, compact_min_bytes=4096)
     monkeypatch.setattr(file_store, "write_snapshot", held_snapshot)
@@ -407,10 +407,10 @@ def test_a_compaction_that_fails_leaves_the_segments_and_is_retried(
     real = file_store.write_snapshot
     failures = [OSError(28, "No space left on device")]
 
-    def failing_once(fd: int, pairs, seq: int) -> None:  # type: ignore[no-untyped-def]
+    def failing_once(fd: int, *args) -> None:  # type: ignore[no-untyped-def]
         if failures:
             raise failures.pop()
-        real(fd, pairs, seq)
+        real(fd, *args)
 
     store = FileStore(str(tmp_path), sync=False, compact_min_bytes=2048)
     monkeypatch.setattr(file_store, "write_snapshot", failing_once)

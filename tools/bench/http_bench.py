@@ -17,6 +17,7 @@ connection, keep-alive ``http.client`` connections, each request timed. It needs
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import itertools
 import json
@@ -358,6 +359,8 @@ def http_workload(kind: str) -> Any:
 
 #: Prompts stored before the backend-against-backend write load starts.
 PREFILLED_PROMPTS = 10_000
+#: Seconds of each round of that load, at least.
+BACKEND_SECONDS = 10.0
 
 
 def prefill_prompts(provider: str, data_dir: str, n: int) -> None:
@@ -392,11 +395,14 @@ def backend_write_load(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
             assert status in (200, 201)
             servers[provider] = server
         workdir = tmp.new("wrk")
-        per_run = max(2_000, int(cfg.http_seconds * 4_000))
+        # Rounds long enough to hold a compaction of the file store (one per 4 MiB or more of
+        # journal, a few seconds of this load): shorter ones would mostly miss it.
+        long_cfg = dataclasses.replace(cfg, http_seconds=max(cfg.http_seconds, BACKEND_SECONDS))
+        per_run = max(2_000, int(long_cfg.http_seconds * 4_000))
 
         def side(provider: str) -> Side:
             def measure() -> Sample:
-                sample = load(servers[provider], ingress_requests(per_run), cfg, workdir)
+                sample = load(servers[provider], ingress_requests(per_run), long_cfg, workdir)
                 if "max_ms" in sample.info:  # the worst request: what a stalled writer shows
                     sample.metrics["max_ms"] = sample.info["max_ms"]
                 return sample

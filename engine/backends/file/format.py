@@ -51,7 +51,7 @@ import base64
 import json
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine import errors
@@ -369,8 +369,9 @@ def _section_line(name: str, collection: str | None = None) -> str:
 class _Chunks:
     """Writes text to a descriptor in chunks of about a MiB, keeping the CRC-32 of the bytes."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, after_chunk: Callable[[], None] | None) -> None:
         self.fd = fd
+        self.after_chunk = after_chunk
         self.crc = 0
         self.parts: list[str] = []
         self.size = 0
@@ -386,10 +387,18 @@ class _Chunks:
         self.crc = zlib.crc32(data, self.crc)
         write_all(self.fd, data)
         self.parts, self.size = [], 0
+        if self.after_chunk is not None:
+            self.after_chunk()
 
 
-def write_snapshot(fd: int, pairs: Iterable[tuple[bytes, bytes]], seq: int) -> None:
-    """Write the snapshot of ``pairs`` (in key order) at entry ``seq`` to the empty file ``fd``.
+def write_snapshot(
+    fd: int,
+    pairs: Iterable[tuple[bytes, bytes]],
+    seq: int,
+    after_chunk: Callable[[], None] | None = None,
+) -> None:
+    """Write the snapshot of ``pairs`` (in key order) at entry ``seq`` to the empty file ``fd``,
+    calling ``after_chunk`` after each MiB or so written.
 
     Records are written as they come; the lines of the later sections wait in memory.
     """
@@ -397,7 +406,7 @@ def write_snapshot(fd: int, pairs: Iterable[tuple[bytes, bytes]], seq: int) -> N
     # for a count of up to 12 digits (the line is padded with spaces, which JSON allows).
     header_size = len(_header(seq, 10**11, 0))
     write_all(fd, b" " * header_size)
-    out = _Chunks(fd)
+    out = _Chunks(fd, after_chunk)
     later: dict[str, list[str]] = {name: [] for name in SECTIONS[1:]}
     collection: str | None = None
     count = 0

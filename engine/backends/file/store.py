@@ -10,8 +10,9 @@ import os
 import secrets
 import shutil
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 try:
@@ -68,6 +69,18 @@ _NO_LOCK_ERRNOS = frozenset(
 
 def _crash_point(step: str) -> None:
     """A named step of a compaction or an upgrade: the tests stop the process here."""
+
+
+#: A snapshot written in the background gives up the GIL after this many pairs (a few hundred
+#: microseconds of work), so that request threads never wait for it for a whole switch interval.
+_YIELD_EVERY = 64
+
+
+def _yielding(pairs: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    for i, pair in enumerate(pairs, 1):
+        yield pair
+        if not i % _YIELD_EVERY:
+            time.sleep(0)  # releases the GIL to whichever thread waits for it
 
 
 def _unlink_quietly(path: str) -> None:
@@ -586,9 +599,13 @@ class FileStore(BatchingStore):
     def _write_snapshot_of(self, txn: FileReadTransaction, seq: int) -> None:
         """Write the snapshot of ``txn`` (the state at entry ``seq``) while writers go on, then
         put it in place and remove the journal segments it covers."""
-        tmp, size = self._write_temp(
-            SNAPSHOT_NAME, lambda fd: write_snapshot(fd, txn.scan(b""), seq)
-        )
+        def write(fd: int) -> None:
+            # Written back a MiB at a time: a journal fsync meanwhile (ext4 commits the data of
+            # every file with its own) then never waits for the whole snapshot to reach the disk.
+            after_chunk = (lambda: os.fdatasync(fd)) if self._sync else None
+            write_snapshot(fd, _yielding(txn.scan(b"")), seq, after_chunk)
+
+        tmp, size = self._write_temp(SNAPSHOT_NAME, write)
         _crash_point("compaction: snapshot written")
         try:
             with self._writer_mutex:
