@@ -93,10 +93,19 @@ def frozen_seq(name: str) -> int | None:
 # -- pairs as lines -----------------------------------------------------------------------------
 
 
-def _jsonable(element: Any) -> Any:
-    if isinstance(element, bytes):
-        return {"base64": base64.b64encode(element).decode("ascii")}
-    return element
+#: JSON text of one string, as json.dumps(..., ensure_ascii=False) writes it (the C encoder).
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _element_text(element: Any) -> str:
+    kind = type(element)
+    if kind is str:
+        return _json_str(element)  # type: ignore[no-any-return]
+    if kind is int:
+        return str(element)
+    if element is None:
+        return "null"
+    return f'{{"base64": "{base64.b64encode(element).decode("ascii")}"}}'
 
 
 def _tuple_text(data: bytes) -> tuple[str, tuple[Any, ...]] | None:
@@ -105,7 +114,7 @@ def _tuple_text(data: bytes) -> tuple[str, tuple[Any, ...]] | None:
         parts = unpack(data)
         if pack(parts) != data:
             return None
-        text = json.dumps([_jsonable(e) for e in parts], ensure_ascii=False)
+        text = "[" + ", ".join([_element_text(e) for e in parts]) + "]"
         text.encode("utf-8")  # a str element with a lone surrogate cannot go into the file
     except (ValueError, IndexError, UnicodeEncodeError):
         return None
@@ -154,14 +163,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: Python's JSON reader without its extensions (NaN, Infinity): what JSON is, for a value.
+_strict_json = json.JSONDecoder(parse_constant=_reject_constant)
+#: The first bytes a JSON text can start with (most other values fail here, cheaply).
+_JSON_START = frozenset(b'{["-0123456789tfn \t')
+
+
 def _value_field(value: bytes) -> str:
     """The line's second field for ``value``: the first form that gives back exactly its bytes."""
     if not value:
         return '"text": ""'
-    if b"\n" not in value and b"\r" not in value:
+    if value[0] in _JSON_START and b"\n" not in value and b"\r" not in value:
         try:
             text = value.decode("utf-8")
-            json.loads(text, parse_constant=_reject_constant)
+            _strict_json.decode(text)
             return _VALUE_SEP[2:] + text
         except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             pass
@@ -169,7 +184,7 @@ def _value_field(value: bytes) -> str:
     if found is not None:
         return '"tuple": ' + found[0]
     try:
-        return '"text": ' + json.dumps(value.decode("utf-8"), ensure_ascii=False)
+        return '"text": ' + _json_str(value.decode("utf-8"))
     except UnicodeDecodeError:
         return f'"base64": "{base64.b64encode(value).decode("ascii")}"'
 
