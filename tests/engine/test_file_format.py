@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from engine import errors
 from engine.backends.file import FileStore, format_v1
+from engine.backends.file import compaction as file_compaction
 from engine.backends.file import format as file_format
 from engine.backends.file import store as file_store
 from engine.backends.file import table as file_table
@@ -221,10 +222,10 @@ def test_a_version_1_store_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path: P
 
 CRASHING_CHILD = """
     import os, sys
+    from engine.backends.file import compaction as file_compaction
     from engine.backends.file import store as file_store
 
     path, step = sys.argv[1:3]
-    real_write_snapshot = file_store.write_snapshot
 
     def crash_at(name):
         if name == step:
@@ -234,9 +235,9 @@ CRASHING_CHILD = """
         os.write(fd, b'{"format": "autobyteus-file-snapshot", "version": 2, "se')
         os._exit(3)
 
-    file_store._crash_point = crash_at
+    file_compaction._crash_point = crash_at
     if step == "writing the snapshot":
-        file_store.write_snapshot = half_written_snapshot
+        file_compaction.write_snapshot = half_written_snapshot
     {body}
 """
 
@@ -294,7 +295,7 @@ def test_writers_go_on_while_a_snapshot_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started, release = threading.Event(), threading.Event()
-    real = file_store.write_snapshot
+    real = file_compaction.write_snapshot
 
     def held_snapshot(fd: int, *args) -> None:  # type: ignore[no-untyped-def]
         started.set()
@@ -302,7 +303,7 @@ def test_writers_go_on_while_a_snapshot_is_written(
         real(fd, *args)
 
     store = FileStore(str(tmp_path), sync=False, compact_min_bytes=4096)
-    monkeypatch.setattr(file_store, "write_snapshot", held_snapshot)
+    monkeypatch.setattr(file_compaction, "write_snapshot", held_snapshot)
     written: dict[bytes, bytes] = {}
     i = 0
     while not started.is_set():
@@ -404,7 +405,7 @@ def test_a_crash_at_each_point_of_a_compaction_loses_nothing(tmp_path: Path, ste
 def test_a_compaction_that_fails_leaves_the_segments_and_is_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = file_store.write_snapshot
+    real = file_compaction.write_snapshot
     failures = [OSError(28, "No space left on device")]
 
     def failing_once(fd: int, *args) -> None:  # type: ignore[no-untyped-def]
@@ -413,7 +414,7 @@ def test_a_compaction_that_fails_leaves_the_segments_and_is_retried(
         real(fd, *args)
 
     store = FileStore(str(tmp_path), sync=False, compact_min_bytes=2048)
-    monkeypatch.setattr(file_store, "write_snapshot", failing_once)
+    monkeypatch.setattr(file_compaction, "write_snapshot", failing_once)
     i = 0
     while failures:
         _put(store, {b"key%04d" % (i % 50): b"v" * 40})
