@@ -59,17 +59,20 @@ def unwritable(directory: str) -> str | None:
         return f"{directory} is not writable by this user"
     return None
 
-def metadata_record(provider: str) -> dict[str, Any]:
+def metadata_record(provider: str, version: int = FORMAT_VERSION) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
         "backend": provider,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
-def check_metadata(meta: dict[str, Any], provider: str, where: str) -> None:
-    """Refuse a store written by another backend, another format, or a newer format version."""
+def check_metadata(
+    meta: dict[str, Any], provider: str, where: str, newest: int = FORMAT_VERSION
+) -> None:
+    """Refuse a store written by another backend, another format, or a format version newer than
+    ``newest`` (the backend's own: a backend may have moved on from the common one)."""
     if meta.get("format") != FORMAT_NAME:
         raise errors.IncompatibleStoreError(f"{where} is not an {FORMAT_NAME} store: {meta!r}")
     if meta.get("backend") != provider:
@@ -77,9 +80,9 @@ def check_metadata(meta: dict[str, Any], provider: str, where: str) -> None:
             f"{where} was created by the {meta.get('backend')!r} backend, not {provider!r}"
         )
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= newest:
         raise errors.IncompatibleStoreError(
-            f"{where} has format version {version!r}; this code reads versions 1..{FORMAT_VERSION}"
+            f"{where} has format version {version!r}; this code reads versions 1..{newest}"
         )
 
 

@@ -95,6 +95,21 @@ class KeyInfo:
         return bool(self.expires_us) and self.expires_us <= now_us  # type: ignore[operator]
 
 
+def kind_of(parts: tuple[Any, ...]) -> str:
+    """The kind of a decoded key, as :func:`classify` finds it (which also reads the value)."""
+    if len(parts) >= 3 and isinstance(parts[1], str):
+        ns, sub = parts[0], parts[2]
+        if ns == NS_COLLECTION and sub in _COLLECTION_PARTS:
+            return _COLLECTION_PARTS[sub]  # type: ignore[index]
+        if ns == NS_TTL and sub in ("k", "h"):
+            return "ttl"
+        if ns == NS_TTL and sub == TTL_EXPIRY and len(parts) >= 4 and isinstance(parts[3], int):
+            return "ttl_expiry"
+    if len(parts) == 2 and parts[0] == NS_SEQUENCE and isinstance(parts[1], str):
+        return "sequence"
+    return "other"
+
+
 def classify(key: bytes, value: bytes) -> KeyInfo:
     """What ``key`` (with its ``value``) is in the layout above; "other" if it fits none."""
     try:

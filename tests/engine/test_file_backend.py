@@ -48,8 +48,24 @@ def _journal(path: Path) -> Path:
     return path / "journal.jsonl"
 
 
-def _entries(path: Path) -> list[dict]:
-    return [json.loads(line)["entry"] for line in _journal(path).read_bytes().split(b"\n") if line]
+def _batches(path: Path, name: str = "journal.jsonl") -> list[tuple[int, list[dict]]]:
+    """The journal's batches: (entry, its lines as JSON), one per commit line."""
+    out: list[tuple[int, list[dict]]] = []
+    lines: list[dict] = []
+    for line in (path / name).read_text("utf-8").splitlines():
+        doc = json.loads(line)  # every line is JSON on its own
+        if "commit" in doc:
+            assert doc["changes"] == len(lines)
+            out.append((doc["commit"], lines))
+            lines = []
+        else:
+            lines.append(doc)
+    assert not lines
+    return out
+
+
+def _seqs(path: Path) -> list[int]:
+    return [seq for seq, _ in _batches(path)]
 
 
 def _three_batches(path: Path) -> FileStore:
@@ -77,7 +93,7 @@ def test_open_store_makes_the_documented_layout(tmp_path: Path) -> None:
             "lock",
         }
         meta = json.loads((path / "meta.json").read_text())
-        assert meta["backend"] == "file" and meta["format_version"] == 1
+        assert meta["backend"] == "file" and meta["format_version"] == 2
         assert store.metadata == meta
         assert store.stats()["provider"] == "file"
     finally:
@@ -89,21 +105,30 @@ def test_files_are_human_readable(tmp_path: Path) -> None:
     _put(store, {b"user:alice": b'{"name": "Alice"}', b"caf\xc3\xa9": b"\xff\x00bin"})
     _put(store, {b"user:bob": b"Bob", b"user:alice": None})
 
-    # The journal: one JSON object per line, keys and values as text where they are text.
-    entries = _entries(tmp_path)
-    assert entries[0]["seq"] == 1
-    assert ["user:alice", '{"name": "Alice"}'] in entries[0]["put"]
-    assert ["café", {"base64": "/wBiaW4="}] in entries[0]["put"]
-    assert entries[1] == {"seq": 2, "put": [["user:bob", "Bob"]], "delete": ["user:alice"]}
+    # The journal: one JSON object per pair, a JSON value embedded as JSON, each batch closed by
+    # its commit line.
+    assert _journal(tmp_path).read_text("utf-8").splitlines()[:2] == [
+        '{"key": {"text": "user:alice"}, "value": {"name": "Alice"}}',
+        '{"key": {"text": "café"}, "base64": "/wBiaW4="}',
+    ]
+    assert _batches(tmp_path) == [
+        (1, [{"key": {"text": "user:alice"}, "value": {"name": "Alice"}},
+             {"key": {"text": "café"}, "base64": "/wBiaW4="}]),
+        (2, [{"key": {"text": "user:bob"}, "text": "Bob"},
+             {"key": {"text": "user:alice"}, "deleted": True}]),
+    ]
 
     store.compact()
     assert _journal(tmp_path).read_bytes() == b""
-    with open(tmp_path / "snapshot.json", encoding="utf-8") as f:
-        snapshot = json.load(f)
-    assert snapshot["snapshot"]["seq"] == 2
-    assert snapshot["records"] == [["café", {"base64": "/wBiaW4="}], ["user:bob", "Bob"]]
-    # One record per line, so that a diff or a grep shows records.
-    assert '\n["user:bob", "Bob"]\n' in (tmp_path / "snapshot.json").read_text("utf-8")
+    lines = (tmp_path / "snapshot.json").read_text("utf-8").splitlines()
+    header = json.loads(lines[0])
+    assert header["seq"] == 2 and header["records"] == 2 and header["version"] == 2
+    # One pair per line, so that a diff or a grep shows records.
+    assert lines[1:] == [
+        '{"section": "other"}',
+        '{"key": {"text": "café"}, "base64": "/wBiaW4="}',
+        '{"key": {"text": "user:bob"}, "text": "Bob"}',
+    ]
     store.close()
 
     store = FileStore(str(tmp_path))
@@ -135,14 +160,14 @@ def test_binary_keys_empty_key_and_large_values_survive_compaction(tmp_path: Pat
 # -- crash safety ------------------------------------------------------------------------------
 
 
+_FOURTH = file_format.journal_batch(4, {b"four": b"4", b"4": b"four"})
 TORN_TAILS = {
-    "half a real entry": file_format.journal_line(4, {b"four": b"4"})[:-9],
-    "a whole entry but its newline": file_format.journal_line(4, {b"four": b"4"})[:-1],
+    "half a real batch": _FOURTH[:-9],
+    "a whole batch but its last newline": _FOURTH[:-1],
+    "a batch without its commit line": _FOURTH[: _FOURTH.index(b'{"commit"')],
     "garbage line": b"garbage\n",
     "zeros": b"\0" * 4096,
-    "a line failing its checksum": file_format.journal_line(4, {b"four": b"4"}).replace(
-        b"four", b"fore"
-    ),
+    "a batch failing its checksum": _FOURTH.replace(b'"four"', b'"fore"'),
 }
 
 
@@ -166,7 +191,7 @@ def test_torn_tail_is_dropped_and_truncated(tmp_path: Path, tail: bytes) -> None
     store.close()
     store = FileStore(str(tmp_path))
     assert _all(store) == {**EXPECTED_THREE, b"four": b"4"}
-    assert [e["seq"] for e in _entries(tmp_path)] == [1, 2, 3, 4]
+    assert _seqs(tmp_path) == [1, 2, 3, 4]
     store.close()
 
 
@@ -174,18 +199,18 @@ def test_torn_tail_is_dropped_and_truncated(tmp_path: Path, tail: bytes) -> None
 def test_damage_in_the_middle_is_refused(tmp_path: Path, readonly: bool) -> None:
     _three_batches(tmp_path).close()
     raw = _journal(tmp_path).read_bytes()
-    damaged = raw.replace(b'["two", "2"]', b'["two", "X"]')
+    damaged = raw.replace(b'{"text": "two"}, "value": 2}', b'{"text": "two"}, "value": 3}')
     assert damaged != raw
     _journal(tmp_path).write_bytes(damaged)
-    with pytest.raises(errors.CorruptStoreError, match="valid entries follow"):
+    with pytest.raises(errors.CorruptStoreError, match="valid batches follow"):
         FileStore(str(tmp_path), readonly=readonly)
     assert _journal(tmp_path).read_bytes() == damaged  # nothing was "repaired" away
 
 
 def test_out_of_sequence_entry_is_refused(tmp_path: Path) -> None:
     _three_batches(tmp_path).close()
-    lines = _journal(tmp_path).read_bytes().splitlines(keepends=True)
-    _journal(tmp_path).write_bytes(lines[0] + lines[2] + lines[1])
+    lines = _journal(tmp_path).read_bytes().splitlines(keepends=True)  # two per batch
+    _journal(tmp_path).write_bytes(b"".join(lines[0:2] + lines[4:6] + lines[2:4]))
     with pytest.raises(errors.CorruptStoreError, match="follows entry"):
         FileStore(str(tmp_path))
 
@@ -193,7 +218,7 @@ def test_out_of_sequence_entry_is_refused(tmp_path: Path) -> None:
 def test_journal_that_skips_past_the_snapshot_is_refused(tmp_path: Path) -> None:
     _three_batches(tmp_path).close()
     lines = _journal(tmp_path).read_bytes().splitlines(keepends=True)
-    _journal(tmp_path).write_bytes(b"".join(lines[1:]))  # entry 1 lost
+    _journal(tmp_path).write_bytes(b"".join(lines[2:]))  # entry 1 lost
     with pytest.raises(errors.CorruptStoreError, match="snapshot covers only up to 0"):
         FileStore(str(tmp_path))
 
@@ -203,57 +228,22 @@ def test_damaged_snapshot_is_refused(tmp_path: Path) -> None:
     store.compact()
     store.close()
     snap = tmp_path / "snapshot.json"
-    snap.write_bytes(snap.read_bytes().replace(b'["two", "2"]', b'["two", "3"]'))
+    snap.write_bytes(snap.read_bytes().replace(b'"two"}, "value": 2}', b'"two"}, "value": 3}'))
     with pytest.raises(errors.CorruptStoreError, match="checksum"):
         FileStore(str(tmp_path))
-
-
-def test_crash_between_snapshot_and_journal_reset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = _three_batches(tmp_path)
-    _put(store, {b"one": None, b"two": b"22"})
-
-    def crash(self: FileStore) -> None:
-        raise OSError(errno.EIO, "simulated crash before the journal reset")
-
-    monkeypatch.setattr(FileStore, "_reset_journal", crash)
-    with pytest.raises(errors.DurabilityError):
-        store.compact()
-    monkeypatch.undo()
-    store.close()
-    expected = {b"two": b"22", b"three": b"3"}
-    snapshot = json.loads((tmp_path / "snapshot.json").read_text())
-    assert snapshot["snapshot"]["seq"] == 4
-    assert [e["seq"] for e in _entries(tmp_path)] == [1, 2, 3, 4]  # the old journal, whole
-
-    reader = FileStore(str(tmp_path), readonly=True)
-    assert _all(reader) == expected
-    reader.close()
-
-    store = FileStore(str(tmp_path))  # a writer finishes the interrupted compaction
-    assert _all(store) == expected
-    assert _journal(tmp_path).read_bytes() == b""
-    _put(store, {b"five": b"5"})
-    assert [e["seq"] for e in _entries(tmp_path)] == [5]
-    store.close()
-    store = FileStore(str(tmp_path))
-    assert _all(store) == {**expected, b"five": b"5"}
-    store.close()
 
 
 def test_journal_entries_covered_by_the_snapshot_are_skipped(tmp_path: Path) -> None:
     FileStore(str(tmp_path)).close()
     # A snapshot at seq 2 that disagrees with the journal's entries 1 and 2: if replay applied
     # them, "a" would come out as "journal".
-    committed = file_table.Committed({b"a": b"snapshot"})
     fd = os.open(tmp_path / "snapshot.json", os.O_WRONLY | os.O_TRUNC)
-    file_format.write_snapshot(fd, committed, 2)
+    file_format.write_snapshot(fd, [(b"a", b"snapshot")], 2)
     os.close(fd)
     _journal(tmp_path).write_bytes(
-        file_format.journal_line(1, {b"a": b"journal"})
-        + file_format.journal_line(2, {b"b": b"journal"})
-        + file_format.journal_line(3, {b"c": b"3"})
+        file_format.journal_batch(1, {b"a": b"journal"})
+        + file_format.journal_batch(2, {b"b": b"journal"})
+        + file_format.journal_batch(3, {b"c": b"3"})
     )
     store = FileStore(str(tmp_path), readonly=True)
     assert _all(store) == {b"a": b"snapshot", b"c": b"3"}
@@ -291,7 +281,7 @@ def test_failed_fsync_is_a_durability_error_and_leaves_nothing(
     store.close()
     store = FileStore(str(tmp_path))
     assert _all(store) == {b"a": b"1", b"c": b"3"}
-    assert [e["seq"] for e in _entries(tmp_path)] == [1, 2]
+    assert _seqs(tmp_path) == [1, 2]
     store.close()
 
 
@@ -366,8 +356,9 @@ def test_compaction_follows_the_threshold_and_is_amortised(tmp_path: Path) -> No
     for i in range(1500):
         key, value = b"key%05d" % (i % 700), b"v" * 50  # some overwrites, the store grows
         seq = store.stats()["seq"] + 1
-        appended += len(file_format.journal_line(seq, {key: value}))
+        appended += len(file_format.journal_batch(seq, {key: value}))
         _put(store, {key: value})
+        store.wait_for_compaction()  # it runs in the background: let it end, to look at it
         stats = store.stats()
         if stats["compactions"] != compactions:
             compactions = stats["compactions"]
@@ -579,7 +570,7 @@ def test_group_commit_from_many_threads(tmp_path: Path) -> None:
     for t in threads:
         t.join(60)
     assert len(_all(store)) == 200
-    seqs = [e["seq"] for e in _entries(tmp_path)]
+    seqs = _seqs(tmp_path)
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) <= 200
     store.close()
     store = FileStore(str(tmp_path))
@@ -635,7 +626,7 @@ def test_files_without_meta_are_not_overwritten(tmp_path: Path) -> None:
     (tmp_path / "meta.json").unlink()
     with pytest.raises(errors.CorruptStoreError, match="no meta.json"):
         FileStore(str(tmp_path))
-    assert len(_entries(tmp_path)) == 3
+    assert len(_seqs(tmp_path)) == 3
 
 
 # -- a model check -----------------------------------------------------------------------------

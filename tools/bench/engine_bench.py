@@ -310,6 +310,8 @@ def file_write_scale(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
     try:
         fill_store(large, cfg.file_large, cfg.value_size)
         fill_store(small, cfg.file_small, cfg.value_size)
+        for store in (large, small):  # the fill's compaction runs in the background: let it end
+            store.wait_for_compaction()  # type: ignore[attr-defined]
         # Overwrites of existing keys keep both stores at their size for the whole run.
         counter = itertools.count()
 

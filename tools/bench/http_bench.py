@@ -17,6 +17,7 @@ connection, keep-alive ``http.client`` connections, each request timed. It needs
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import itertools
 import json
@@ -85,9 +86,10 @@ function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     '\n{"requests": %d, "duration_us": %d, "status_errors": %d, "connect_errors": %d, ' ..
-    '"read_errors": %d, "write_errors": %d, "timeouts": %d, "p50_us": %d, "p99_us": %d}\n',
+    '"read_errors": %d, "write_errors": %d, "timeouts": %d, "p50_us": %d, "p99_us": %d, ' ..
+    '"max_us": %d}\n',
     summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), latency.max))
 end
 """
 
@@ -157,8 +159,10 @@ def server_env(data_dir: str, provider: str = "lmdb", **extra: str) -> dict[str,
     return env
 
 
-def start_ours(tmp: Tmp, threads: int) -> ServerProcess:
-    env = server_env(tmp.new("server"), CHANNEL_GATEWAY_SHARED_SECRET=SECRET)
+def start_ours(tmp: Tmp, threads: int, provider: str = "lmdb",
+               data_dir: str | None = None) -> ServerProcess:
+    env = server_env(data_dir or tmp.new("server"), provider,
+                     CHANNEL_GATEWAY_SHARED_SECRET=SECRET)
     return ServerProcess([sys.executable, "-m", "web", "--port", "0", "--threads", str(threads)],
                          env)
 
@@ -242,7 +246,8 @@ def run_wrk(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: st
     return Sample({"ops_per_s": r["requests"] / (r["duration_us"] / 1e6),
                    "p99_ms": r["p99_us"] / 1000.0},
                   {"requests": r["requests"], "errors": errors, "p50_ms": r["p50_us"] / 1000,
-                   "distinct_requests": len(reqs), "generator": "wrk"})
+                   "max_ms": r["max_us"] / 1000, "distinct_requests": len(reqs),
+                   "generator": "wrk"})
 
 
 def run_python_load(server: ServerProcess, reqs: list[Request], cfg: Config,
@@ -352,6 +357,60 @@ def http_workload(kind: str) -> Any:
     return setup
 
 
+#: Prompts stored before the backend-against-backend write load starts.
+PREFILLED_PROMPTS = 10_000
+#: Seconds of each round of that load, at least.
+BACKEND_SECONDS = 10.0
+
+
+def prefill_prompts(provider: str, data_dir: str, n: int) -> None:
+    """``n`` prompts written in process (not durably: this is set-up, not the measurement)."""
+    import engine
+    from domains.prompts.service import PromptService
+
+    store = engine.open_store(provider, data_dir=data_dir, sync=False)
+    try:
+        service = PromptService(store)
+        for i in range(n):
+            service.create({"name": f"prefill-{i}", "category": "bench",
+                            "promptContent": f"You are assistant number {i}. " * 8,
+                            "suitableForModels": "gpt-bench"})
+    finally:
+        store.close()
+
+
+@contextmanager
+def backend_write_load(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
+    """The same signed ingress load on two real servers, file and lmdb, each holding
+    PREFILLED_PROMPTS prompts: the subject is the file backend, the baseline LMDB."""
+    with ExitStack() as stack:
+        servers = {}
+        for provider in ("file", "lmdb"):
+            data_dir = tmp.new(f"server-{provider}")
+            prefill_prompts(provider, data_dir, PREFILLED_PROMPTS)
+            server = start_ours(tmp, cfg.http_threads, provider, data_dir)
+            stack.callback(server.stop)
+            status, _ = server.call("PUT", "/rest/api/channel-bindings",
+                                    {**ROUTE, "targetType": "AGENT", "agentId": "bench-agent"})
+            assert status in (200, 201)
+            servers[provider] = server
+        workdir = tmp.new("wrk")
+        # Rounds long enough to hold a compaction of the file store (one per 4 MiB or more of
+        # journal, a few seconds of this load): shorter ones would mostly miss it.
+        long_cfg = dataclasses.replace(cfg, http_seconds=max(cfg.http_seconds, BACKEND_SECONDS))
+        per_run = max(2_000, int(long_cfg.http_seconds * 4_000))
+
+        def side(provider: str) -> Side:
+            def measure() -> Sample:
+                sample = load(servers[provider], ingress_requests(per_run), long_cfg, workdir)
+                if "max_ms" in sample.info:  # the worst request: what a stalled writer shows
+                    sample.metrics["max_ms"] = sample.info["max_ms"]
+                return sample
+            return measure
+
+        yield side("file"), side("lmdb")
+
+
 def comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
     def bind(fn: Any) -> Any:
         return lambda: fn(cfg, tmp)
@@ -378,4 +437,8 @@ def comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
                    f"signed idempotent channel-ingress POST, unique ids, lmdb, {common}",
                    "server (lmdb)", "bare Falcon", bind(http_workload("ingress")),
                    [Target("ops_per_s", ">=", 0.5), p99]),
+        Comparison("http_file_p99", "http",
+                   f"signed channel-ingress POST, unique ids, file backend against lmdb, each "
+                   f"holding {PREFILLED_PROMPTS:,} prompts, {common}", "server (file)",
+                   "server (lmdb)", bind(backend_write_load), [p99]),
     ]

@@ -1,5 +1,5 @@
 """The file backend's store: opening, locking across processes, catching up with other
-processes, compaction, read transactions and group-committed writes."""
+processes, read transactions and group-committed writes (compaction: compaction.py)."""
 
 from __future__ import annotations
 
@@ -26,19 +26,28 @@ from engine.backends.common import (
     fsync_directory,
     metadata_record,
 )
+from engine.backends.file.compaction import Compaction
 from engine.backends.file.format import (
     JOURNAL_NAME,
     LOCK_NAME,
     META_NAME,
     SNAPSHOT_NAME,
+    VERSION,
     JournalRead,
-    journal_line,
+    frozen_seq,
+    journal_batch,
     parse_journal,
     parse_snapshot,
+    write_snapshot,
+)
+from engine.backends.file.osio import (
+    FULL_ERRNOS,
+    file_id,
     pwrite_all,
     read_range,
+    unlink_quietly,
     write_all,
-    write_snapshot,
+    write_failure,
 )
 from engine.backends.file.table import Committed
 from engine.batching import BatchingStore, WriteSet
@@ -54,9 +63,6 @@ TMP_MARK = ".tmp-"
 #: The journal is compacted once it is larger than this and larger than the snapshot.
 DEFAULT_COMPACT_MIN_BYTES = 4 * 1024 * 1024
 
-_FULL_ERRNOS = frozenset(
-    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name)
-)
 _NO_LOCK_ERRNOS = frozenset(
     getattr(errno, name)
     for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "ENOSYS")
@@ -64,18 +70,8 @@ _NO_LOCK_ERRNOS = frozenset(
 )
 
 
-def _file_id(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
-
-
-def _write_failure(exc: OSError, what: str) -> errors.EngineError:
-    if exc.errno in _FULL_ERRNOS:
-        return errors.StoreFullError(f"{what}: {exc.strerror}; nothing was committed")
-    return errors.DurabilityError(f"{what}: {exc}; the write was not committed")
-
-
 def _open_failure(exc: OSError, what: str) -> errors.EngineError:
-    if exc.errno in _FULL_ERRNOS:
+    if exc.errno in FULL_ERRNOS:
         return errors.StoreFullError(f"{what}: {exc.strerror}")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
         return errors.ConfigurationError(f"{what}: {exc}")
@@ -154,7 +150,7 @@ class FileReadTransaction(Transaction):
                 self._committed.unpin(self._version)
 
 
-class FileStore(BatchingStore):
+class FileStore(Compaction, BatchingStore):
     """The store as JSON files under the directory ``path`` (see the module's documentation)."""
 
     provider = PROVIDER
@@ -180,20 +176,21 @@ class FileStore(BatchingStore):
         self._released_pins: list[tuple[Committed, int]] = []
         self._committed = Committed({})
         self._lock_fd = -1
-        self._journal_fd = -1
-        self._snapshot_fd = -1  # held open so that its inode cannot be reused under our eyes
+        self._journal_fd = -1  # -1 only while journal.jsonl is missing (a crash mid-switch)
         self._journal_id = (0, 0)
-        self._snapshot_id = (0, 0)
         self._snapshot_size = 0
+        self._frozen_bytes = 0  # closed journal segments the snapshot does not cover yet
         self._offset = 0  # the journal's length as far as the committed records reflect it
         self._seq = 0  # the last sequence in the committed records
         self._snap_seq = 0
-        self._journal_last_seq: int | None = None  # the last line's sequence, None if empty
-        self._journal_stale = False  # the journal holds entries the snapshot already covers
+        self._journal_last_seq: int | None = None  # the last entry since the snapshot, if any
         self._ex_held = False  # a batch of ours holds LOCK_EX and is caught up with the disk
         self._tail_dirty = False  # a failed batch's line could not be truncated away
         self._compactions = 0
         self._compact_retry_at = 0
+        # Held for as long as a compaction runs (by its thread, or by compact()'s caller).
+        self._compaction_lock = threading.Lock()
+        self._compactor: threading.Thread | None = None
         if fcntl is None:
             raise errors.ConfigurationError("the file backend needs fcntl.flock (a POSIX system)")
         try:
@@ -225,7 +222,9 @@ class FileStore(BatchingStore):
             self._meta = self._load_meta()
             self._load_all(exclusive=not self.readonly)
             if not self.readonly:
-                self._try_reset_journal()
+                if self._meta["format_version"] < VERSION:
+                    self._upgrade()
+                self._prune_frozen(self._snap_seq)
         except OSError as exc:
             raise _open_failure(exc, f"cannot open the file store at {self.path}")
         finally:
@@ -255,10 +254,30 @@ class FileStore(BatchingStore):
             if values or seq:
                 raise errors.CorruptStoreError(f"{self.path} has a snapshot but no {META_NAME}")
         self._replace_file(JOURNAL_NAME, lambda fd: None)
-        self._replace_file(SNAPSHOT_NAME, lambda fd: write_snapshot(fd, Committed({}), 0))
-        meta = json.dumps(metadata_record(PROVIDER), indent=2).encode("utf-8") + b"\n"
-        self._replace_file(META_NAME, lambda fd: write_all(fd, meta))
+        self._replace_file(SNAPSHOT_NAME, lambda fd: write_snapshot(fd, (), 0))
+        self._write_meta(metadata_record(PROVIDER, version=VERSION))
         self._fsync_dir(os.path.dirname(self.path))  # the store directory may be new
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        raw = json.dumps(meta, indent=2).encode("utf-8") + b"\n"
+        self._replace_file(META_NAME, lambda fd: write_all(fd, raw))
+
+    def _pinned_reader(self) -> FileReadTransaction:
+        """A read transaction of the state as it is now (for a snapshot written meanwhile)."""
+        with self._state_lock:
+            committed = self._committed
+            version = committed.pin()
+        return FileReadTransaction(self, committed, version)
+
+    def _reopen_journal(self) -> None:
+        journal_fd = os.open(self._file(JOURNAL_NAME), os.O_RDWR | os.O_CLOEXEC)
+        st = os.fstat(journal_fd)
+        with self._state_lock:
+            old_fd, self._journal_fd = self._journal_fd, journal_fd
+            self._journal_id = file_id(st)
+            self._offset = st.st_size
+        if old_fd >= 0:
+            os.close(old_fd)
 
     def _remove_temp_files(self) -> None:
         for name in os.listdir(self.path):
@@ -278,49 +297,96 @@ class FileStore(BatchingStore):
             raise errors.CorruptStoreError(f"{meta_path} is not JSON: {exc}")
         if not isinstance(meta, dict):
             raise errors.CorruptStoreError(f"{meta_path} is not a JSON object")
-        check_metadata(meta, PROVIDER, meta_path)
+        check_metadata(meta, PROVIDER, meta_path, newest=VERSION)
         return meta
+
+    def _frozen_segments(self) -> list[tuple[int, str]]:
+        """The closed journal segments in the directory, as (last entry, name), oldest first."""
+        found = []
+        for name in os.listdir(self.path):
+            seq = frozen_seq(name)
+            if seq is not None:
+                found.append((seq, name))
+        return sorted(found)
 
     def _load_all(self, *, exclusive: bool) -> None:
         """(Re)load the snapshot and the journal; the caller holds the file lock."""
         snapshot_path, journal_path = self._file(SNAPSHOT_NAME), self._file(JOURNAL_NAME)
-        snap_fd = journal_fd = -1
+        journal_fd = -1
         try:
             try:
-                snap_fd = os.open(snapshot_path, os.O_RDONLY | os.O_CLOEXEC)
+                with open(snapshot_path, "rb") as f:
+                    raw = f.read()
+            except FileNotFoundError as exc:
+                raise errors.CorruptStoreError(f"{self.path} lacks {exc.filename}")
+            values, snap_seq = parse_snapshot(raw, snapshot_path)
+            committed = Committed(values)
+            last_seq: int | None = None
+            frozen_bytes = 0
+            segments = self._frozen_segments()
+            for seg_seq, name in segments:
+                if seg_seq <= snap_seq:
+                    continue  # covered by the snapshot: left by a compaction that crashed
+                with open(self._file(name), "rb") as f:
+                    data = f.read()
+                read = parse_journal(data, 0, last_seq, snap_seq, self._file(name))
+                if read.torn_bytes or read.last_seq != seg_seq:
+                    raise errors.CorruptStoreError(
+                        f"{self._file(name)} ends at entry {read.last_seq}, not {seg_seq}"
+                        + (f", with {read.torn_bytes} unfinished bytes" if read.torn_bytes else "")
+                    )
+                committed.publish(read.changes)
+                last_seq = read.last_seq
+                frozen_bytes += len(data)
+            try:
                 journal_fd = os.open(
                     journal_path, (os.O_RDONLY if self.readonly else os.O_RDWR) | os.O_CLOEXEC
                 )
-            except FileNotFoundError as exc:
-                raise errors.CorruptStoreError(f"{self.path} lacks {exc.filename}")
-            snap_st, journal_st = os.fstat(snap_fd), os.fstat(journal_fd)
-            raw = read_range(snap_fd, 0, snap_st.st_size)
-            values, snap_seq = parse_snapshot(raw, snapshot_path)
-            data = read_range(journal_fd, 0, journal_st.st_size)
-            read = parse_journal(data, 0, None, snap_seq, journal_path)
-            committed = Committed(values)
+            except FileNotFoundError:
+                # A switch to a new segment renamed the journal and crashed before creating the
+                # new one: it is empty. A store with no segment at all lost its journal.
+                if not segments:
+                    raise errors.CorruptStoreError(f"{self.path} lacks {journal_path}")
+                if exclusive:
+                    journal_fd = self._create_journal()
+            if journal_fd >= 0:
+                journal_st = os.fstat(journal_fd)
+                data = read_range(journal_fd, 0, journal_st.st_size)
+            else:
+                journal_st, data = None, b""
+            read = parse_journal(data, 0, last_seq, snap_seq, journal_path)
             committed.publish(read.changes)
             if read.torn_bytes:
                 self._drop_torn_tail(journal_fd, read, exclusive)
         except BaseException:
-            for fd in (snap_fd, journal_fd):
-                if fd >= 0:
-                    os.close(fd)
+            if journal_fd >= 0:
+                os.close(journal_fd)
             raise
         with self._state_lock:
-            old_fds = (self._snapshot_fd, self._journal_fd)
+            old_fd = self._journal_fd
             self._committed = committed
-            self._snapshot_fd, self._journal_fd = snap_fd, journal_fd
-            self._snapshot_id, self._journal_id = _file_id(snap_st), _file_id(journal_st)
+            self._journal_fd = journal_fd
+            self._journal_id = file_id(journal_st) if journal_st is not None else (0, 0)
             self._snapshot_size = len(raw)
+            self._frozen_bytes = frozen_bytes
             self._snap_seq = snap_seq
             self._journal_last_seq = read.last_seq
             self._seq = max(snap_seq, read.last_seq or 0)
-            self._journal_stale = read.stale
             self._offset = read.end
-        for fd in old_fds:
-            if fd >= 0:
-                os.close(fd)
+        if old_fd >= 0:
+            os.close(old_fd)
+
+    def _create_journal(self) -> int:
+        """Create an empty journal.jsonl (absent until now) and make its name durable."""
+        fd = os.open(
+            self._file(JOURNAL_NAME), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666
+        )
+        try:
+            self._fsync_dir(self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _drop_torn_tail(self, journal_fd: int, read: JournalRead, exclusive: bool) -> None:
         if not exclusive:
@@ -336,14 +402,15 @@ class FileStore(BatchingStore):
 
     def _catch_up(self, *, exclusive: bool) -> None:
         """Take in what other processes committed; the caller holds the file lock."""
-        journal_st = os.stat(self._file(JOURNAL_NAME))
-        snap_st = os.stat(self._file(SNAPSHOT_NAME))
-        if (
-            _file_id(journal_st) != self._journal_id
-            or _file_id(snap_st) != self._snapshot_id
-            or journal_st.st_size < self._offset
-        ):
-            self._load_all(exclusive=exclusive)  # compacted by another process
+        try:
+            journal_st = os.stat(self._file(JOURNAL_NAME))
+        except FileNotFoundError:
+            self._load_all(exclusive=exclusive)
+            return
+        if file_id(journal_st) != self._journal_id or journal_st.st_size < self._offset:
+            # Another process started a new journal segment (to compact): the records are the
+            # same, but where the next entries go is not. Reading everything again is simplest.
+            self._load_all(exclusive=exclusive)
             return
         if journal_st.st_size == self._offset:
             return
@@ -357,7 +424,6 @@ class FileStore(BatchingStore):
             self._committed.publish(read.changes)
             self._journal_last_seq = read.last_seq
             self._seq = max(self._snap_seq, read.last_seq or 0)
-            self._journal_stale = self._journal_stale or read.stale
             self._offset = read.end
 
     # -- locking -------------------------------------------------------------------------------
@@ -393,8 +459,8 @@ class FileStore(BatchingStore):
         finally:
             os.close(fd)
 
-    def _replace_file(self, name: str, write: Callable[[int], None]) -> int:
-        """Write ``name`` whole or not at all: temp file, fsync, os.replace, fsync the directory."""
+    def _write_temp(self, name: str, write: Callable[[int], None]) -> tuple[str, int]:
+        """A durable temp file for ``name`` holding what ``write`` wrote: (its path, its size)."""
         tmp = self._file(f"{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
@@ -402,90 +468,23 @@ class FileStore(BatchingStore):
             if self._sync:
                 os.fsync(fd)
             size = os.fstat(fd).st_size
+        except BaseException:
             os.close(fd)
-            fd = -1
+            unlink_quietly(tmp)
+            raise
+        os.close(fd)
+        return tmp, size
+
+    def _replace_file(self, name: str, write: Callable[[int], None]) -> int:
+        """Write ``name`` whole or not at all: temp file, fsync, os.replace, fsync the directory."""
+        tmp, size = self._write_temp(name, write)
+        try:
             os.replace(tmp, self._file(name))
         except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            unlink_quietly(tmp)
             raise
         self._fsync_dir(self.path)
         return size
-
-    # -- compaction ----------------------------------------------------------------------------
-    def _maybe_compact(self) -> None:
-        threshold = max(self._compact_min_bytes, self._snapshot_size)
-        if self._offset <= threshold or self._offset < self._compact_retry_at:
-            return
-        try:
-            self._compact()
-        except (OSError, errors.EngineError) as exc:
-            # The batch is durable already; compaction is housekeeping and may wait. Retrying
-            # after every commit would make each write cost a snapshot while the disk is full.
-            self._compact_retry_at = self._offset + threshold
-            log.warning("%s: compaction failed, will retry later: %s", self.path, exc)
-
-    def _compact(self) -> None:
-        """Snapshot the committed records, then empty the journal; holds LOCK_EX, caught up."""
-        committed, seq = self._committed, self._seq
-        size = self._replace_file(SNAPSHOT_NAME, lambda fd: write_snapshot(fd, committed, seq))
-        # From here on a crash leaves the old journal, whose entries the snapshot covers.
-        snap_fd = os.open(self._file(SNAPSHOT_NAME), os.O_RDONLY | os.O_CLOEXEC)
-        with self._state_lock:
-            old_fd, self._snapshot_fd = self._snapshot_fd, snap_fd
-            self._snapshot_id = _file_id(os.fstat(snap_fd))
-            self._snapshot_size = size
-            self._snap_seq = seq
-            self._journal_stale = True
-        os.close(old_fd)
-        self._compactions += 1
-        self._reset_journal()
-
-    def _reset_journal(self) -> None:
-        """Replace a journal whose every entry the snapshot covers by an empty one."""
-        self._replace_file(JOURNAL_NAME, lambda fd: None)
-        journal_fd = os.open(self._file(JOURNAL_NAME), os.O_RDWR | os.O_CLOEXEC)
-        with self._state_lock:
-            old_fd, self._journal_fd = self._journal_fd, journal_fd
-            self._journal_id = _file_id(os.fstat(journal_fd))
-            self._offset = 0
-            self._journal_last_seq = None
-            self._journal_stale = False
-        os.close(old_fd)
-
-    def _try_reset_journal(self) -> None:
-        # Only a journal with no live entry may go; one with live entries waits for compaction.
-        if not (self._journal_stale and self._seq == self._snap_seq):
-            return
-        try:
-            self._reset_journal()
-        except OSError as exc:
-            log.warning("%s: could not reset the journal, will retry: %s", self.path, exc)
-
-    def compact(self) -> None:
-        """Snapshot the store and empty its journal now (it also happens as the journal grows)."""
-        self._check_writable()
-        if getattr(self._local, "writing", False):
-            raise errors.EngineError("compact() inside a write transaction of the same thread")
-        with self._writer_mutex:
-            self._check_writable()
-            batch, self._batch = self._batch, None
-            if batch is not None:  # a burst's batch is open: flush it for its members first
-                if batch.tickets:
-                    self._flush(batch)
-                else:
-                    self._batch_abort(batch.handle)
-            handle = self._batch_open()
-            try:
-                self._compact()
-            except OSError as exc:
-                raise _write_failure(exc, f"compacting {self.path}")
-            finally:
-                self._batch_abort(handle)
 
     # -- the Store interface -------------------------------------------------------------------
     def begin(self, write: bool = False) -> Transaction:
@@ -514,7 +513,7 @@ class FileStore(BatchingStore):
         except OSError:
             return True  # let the careful path report it
         with self._state_lock:
-            return _file_id(st) != self._journal_id or st.st_size != self._offset
+            return file_id(st) != self._journal_id or st.st_size != self._offset
 
     def _refresh(self) -> None:
         # Under the writer mutex: catching up uses the journal descriptor and the lock file,
@@ -538,12 +537,15 @@ class FileStore(BatchingStore):
         self._closed = True  # writers queued behind the mutex now fail instead of starting
         try:
             self._drain_writers()
+            compactor = self._compactor
+            if compactor is not None:
+                compactor.join()  # it stops at its next chunk: its reads fail once closed
         finally:
             with self._writer_mutex:
                 self._close_fds()
 
     def _close_fds(self) -> None:
-        for name in ("_journal_fd", "_snapshot_fd", "_lock_fd"):
+        for name in ("_journal_fd", "_lock_fd"):
             fd = getattr(self, name)
             if fd >= 0:
                 setattr(self, name, -1)
@@ -566,7 +568,10 @@ class FileStore(BatchingStore):
         lock_fd = os.open(self._file(LOCK_NAME), os.O_RDONLY | os.O_CLOEXEC)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
-            for name in (META_NAME, SNAPSHOT_NAME, JOURNAL_NAME):
+            names = [META_NAME, SNAPSHOT_NAME, *(n for _s, n in self._frozen_segments())]
+            if os.path.exists(self._file(JOURNAL_NAME)):
+                names.append(JOURNAL_NAME)
+            for name in names:
                 with open(self._file(name), "rb") as fsrc, \
                         open(os.path.join(target, name), "wb") as fdst:
                     shutil.copyfileobj(fsrc, fdst)
@@ -617,7 +622,6 @@ class FileStore(BatchingStore):
                     )
                 self._tail_dirty = False
             self._catch_up(exclusive=True)
-            self._try_reset_journal()
         except OSError as exc:
             self._funlock()
             raise errors.EngineError(f"cannot read the file store at {self.path}: {exc}")
@@ -668,14 +672,14 @@ class FileStore(BatchingStore):
             if not handle.pending:
                 return
             seq = self._seq + 1
-            line = journal_line(seq, handle.pending)
+            line = journal_batch(seq, handle.pending)
             try:
                 pwrite_all(self._journal_fd, line, handle.start)
                 if self._sync:
                     os.fsync(self._journal_fd)
             except OSError as exc:
                 self._forget_append(handle.start)
-                raise _write_failure(exc, f"appending to {self._file(JOURNAL_NAME)}") from exc
+                raise write_failure(exc, f"appending to {self._file(JOURNAL_NAME)}") from exc
             # Durable: now, and only now, readers may see the batch.
             with self._state_lock:
                 self._committed.publish(handle.pending)
