@@ -51,6 +51,14 @@ class Compaction:
     """Compaction and upgrade, for :class:`~.store.FileStore` (whose attributes they use)."""
 
     if TYPE_CHECKING:
+        # FileStore's state that these methods use (declared there; typed here for mypy).
+        _offset: int
+        _journal_fd: int
+        _compact_retry_at: float
+        _compactions: int
+        _compactor: threading.Thread | None
+        _batch: Any
+
         def __getattr__(self, name: str) -> Any: ...
 
     def _upgrade(self) -> None:
