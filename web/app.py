@@ -86,11 +86,12 @@ class Runtime:
             raise
         return cls(settings, store, app, workers)
 
-    def create_server(self) -> Any:
-        """A listening waitress server for the app, with the settings' limits and shedding."""
+    def create_server(self, sockets: list[Any] | None = None) -> Any:
+        """A listening waitress server for the app, with the settings' limits and shedding (on
+        ``sockets`` bound already, when one of several worker processes: web/workers.py)."""
         from web import serving
 
-        return serving.create_server(self.app, self.settings)
+        return serving.create_server(self.app, self.settings, sockets)
 
     def stop(self) -> None:
         """Stop the workers, then close the store (flushing what group commit still holds)."""

@@ -7,6 +7,7 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from engine import errors as engine_errors
@@ -31,13 +32,57 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    log = logging.getLogger("autobyteus-server")
     try:
         settings = Settings.from_env(**vars(args))
     except SettingsError as exc:
         print(f"autobyteus-server: {exc}", file=sys.stderr)
         return 2
+    if settings.workers == 1:
+        return serve(settings)
+    return supervise(settings)
 
+
+def supervise(settings: Settings) -> int:
+    """``--workers N`` (N > 1): bind here, serve from N worker processes (web/workers.py)."""
+    from web.workers import Supervisor
+
+    try:
+        sockets = serving.bind_sockets(settings)
+    except OSError as exc:
+        print(f"autobyteus-server: cannot listen on {settings.host}:{settings.port}: {exc}",
+              file=sys.stderr)
+        return 2
+    preload()
+    host, port = sockets[0].getsockname()[:2]
+
+    def announce() -> None:
+        logging.getLogger("autobyteus-server").info(
+            "serving %s store on http://%s:%s with %d worker processes (each: threads %d, in "
+            "flight %d, connections %d)", settings.provider, host, port, settings.workers,
+            settings.threads, settings.inflight_limit, settings.connection_limit)
+        print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
+
+    try:
+        return Supervisor(settings, sockets, serve, announce=announce).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def preload() -> None:
+    """Import, before the workers are forked, what each of them imports to build its app (they
+    share those pages, and a restarted worker starts sooner); nothing is opened or started."""
+    import domains.registry  # noqa: F401
+    import web.api  # noqa: F401
+
+
+def serve(settings: Settings, sockets: list[Any] | None = None,
+          on_ready: Callable[[], None] | None = None) -> int:
+    """One server process: open the store, serve until SIGTERM / SIGINT, close the store.
+
+    Alone (``sockets`` None) it listens itself and prints the "listening on" line; as one of
+    several workers it serves the sockets its parent bound and calls ``on_ready`` instead."""
+    log = logging.getLogger("autobyteus-server")
     try:
         runtime = Runtime.start(settings)
     except (engine_errors.EngineError, OSError) as exc:
@@ -47,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Limits (in flight, connections, backlog, timeouts, header size) are set in
         # web/serving.py, each from a setting.
-        server: Any = runtime.create_server()
+        server: Any = runtime.create_server(sockets)
     except OSError as exc:
         runtime.stop()
         print(f"autobyteus-server: cannot listen on {settings.host}:{settings.port}: {exc}",
@@ -55,19 +100,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def stop(signum: int, frame: Any) -> None:
-        # waitress's run() loop ends on SystemExit and lets in-flight requests finish.
+        # waitress's run() loop ends on SystemExit and lets in-flight requests finish. Once:
+        # a second signal must not cut short the closing of the store.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     # Everything made so far lives as long as the process: out of the collector's sight.
     freeze_startup_objects()
-    host, port = serving.listening_address(server)
-    log.info("serving %s store on http://%s:%s (threads %d, in flight %d, connections %d)",
-             settings.provider, host, port, settings.threads, settings.inflight_limit,
-             settings.connection_limit)
-    # A line for scripts and tests that start us on port 0.
-    print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    if on_ready is None:
+        host, port = serving.listening_address(server)
+        log.info("serving %s store on http://%s:%s (threads %d, in flight %d, connections %d)",
+                 settings.provider, host, port, settings.threads, settings.inflight_limit,
+                 settings.connection_limit)
+        # A line for scripts and tests that start us on port 0.
+        print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    else:
+        on_ready()
     try:
         server.run()
     finally:

@@ -30,6 +30,7 @@ class HealthResource:
             "status": "ok",
             "provider": store.provider,
             "formatVersion": meta.get("format_version"),
+            "workers": self._ctx.settings.workers,
         }
 
 
@@ -62,6 +63,8 @@ PATHS: dict[str, Any] = {
                             "provider": {"type": "string",
                                          "enum": ["lmdb", "file", "sqlite", "postgresql"]},
                             "formatVersion": {"type": ["integer", "null"]},
+                            "workers": {"type": "integer", "minimum": 1,
+                                        "description": "server processes serving this port"},
                         },
                     }}},
                 },
