@@ -83,6 +83,9 @@ def serve(settings: Settings, sockets: list[Any] | None = None,
     Alone (``sockets`` None) it listens itself and prints the "listening on" line; as one of
     several workers it serves the sockets its parent bound and calls ``on_ready`` instead."""
     log = logging.getLogger("autobyteus-server")
+    # From here on SIGTERM unwinds: a stop asked for while the store opens closes it again.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         runtime = Runtime.start(settings)
     except (engine_errors.EngineError, OSError) as exc:
@@ -99,15 +102,6 @@ def serve(settings: Settings, sockets: list[Any] | None = None,
               file=sys.stderr)
         return 2
 
-    def stop(signum: int, frame: Any) -> None:
-        # waitress's run() loop ends on SystemExit and lets in-flight requests finish. Once:
-        # a second signal must not cut short the closing of the store.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     # Everything made so far lives as long as the process: out of the collector's sight.
     freeze_startup_objects()
     if on_ready is None:
@@ -129,6 +123,14 @@ def serve(settings: Settings, sockets: list[Any] | None = None,
         runtime.stop()
         log.info("stopped; the store is closed")
     return 0
+
+
+def _stop(signum: int, frame: Any) -> None:
+    # waitress's run() loop ends on SystemExit and lets in-flight requests finish. Once: a second
+    # signal must not cut short the closing of the store.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

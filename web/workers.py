@@ -140,6 +140,8 @@ class Supervisor:
             for slot in self.slots:
                 if slot.pid == pid:
                     slot.ready = True
+                    if slot.restarts:
+                        log.info("worker %d (pid %d) ready", slot.index, pid)
 
     def _wait_all_ready(self) -> int | None:
         """None once every worker is ready; else the exit code to stop with."""
