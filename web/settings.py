@@ -201,6 +201,9 @@ class Settings:
         options: dict[str, Any] = {"data_dir": self.data_dir, "database_url": self.database_url}
         if self.provider == "lmdb" and self.lmdb_map_size:
             options["map_size"] = self.lmdb_map_size
+        if self.provider == "lmdb" and self.workers > 1:
+            # Several processes write: each gives the writers' lock up between its batches.
+            options["multiprocess"] = True
         return options
 
 
