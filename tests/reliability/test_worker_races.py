@@ -1,8 +1,8 @@
-"""Four worker processes of one server (``--workers 4``) on one PostgreSQL database, and four on
-one LMDB store, hit with conflicting writes (issue 15): exactly one winner of a unique name, no
-lost If-Match update, one active prompt, exact usage totals, one ROUTED among 64 copies of one
-ingress message, and every reply sent to the gateway exactly once although four outbox workers
-poll the same outbox.
+"""Four worker processes of one server (``--workers 4``) on one PostgreSQL database, four on one
+LMDB store and four on one SQLite file, hit with conflicting writes (issue 15): exactly one
+winner of a unique name, no lost If-Match update, one active prompt, exact usage totals, one
+ROUTED among 64 copies of one ingress message, and every reply sent to the gateway exactly once
+although four outbox workers poll the same outbox.
 
 Each race is sent from many connections at once, released together by a barrier; the kernel
 hands each connection to one of the four workers, and the test checks (from /proc) that the
@@ -75,7 +75,7 @@ def _established_inodes(port: int) -> set[str]:
     return found
 
 
-@pytest.fixture(scope="module", params=["postgresql", "lmdb"])
+@pytest.fixture(scope="module", params=["postgresql", "lmdb", "sqlite"])
 def pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Pool]:
     provider = request.param
