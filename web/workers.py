@@ -152,12 +152,14 @@ class Supervisor:
             failed = self._reap(starting=True)
             if failed is not None:
                 return failed
+            self._restart_due()  # one that was ready and died meanwhile
             left = deadline - time.monotonic()
             if left <= 0:
                 print(f"autobyteus-server: the workers did not start within {START_TIMEOUT_S:.0f}"
                       " s", file=sys.stderr)
                 return 2
-            self._wait(min(left, 1.0))
+            restart_in = self._next_timeout()
+            self._wait(min(left, 1.0, 1.0 if restart_in is None else restart_in))
         return None
 
     def _reap(self, *, starting: bool) -> int | None:
