@@ -163,9 +163,9 @@ def server_env(data_dir: str, provider: str = "lmdb", **extra: str) -> dict[str,
 
 def start_ours(tmp: Tmp, threads: int, workers: int = 1, provider: str = "lmdb"
                ) -> ServerProcess:
-    extra = {"CHANNEL_GATEWAY_SHARED_SECRET": SECRET}
+    extra = dict(CHANNEL_GATEWAY_SHARED_SECRET=SECRET)
     if provider == "postgresql":
-        extra["AUTOBYTEUS_DATABASE_URL"] = postgresql_url()
+        extra.update(AUTOBYTEUS_DATABASE_URL=postgresql_url())
     env = server_env(tmp.new("server"), provider, **extra)
     return ServerProcess([sys.executable, "-m", "web", "--port", "0", "--threads", str(threads),
                           "--workers", str(workers)], env)
