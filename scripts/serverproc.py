@@ -46,6 +46,8 @@ class ServerProcess:
     """``python -m web --port 0`` in a child process; ``url`` once it printed its address.
 
     stderr is drained by a thread into ``log`` (so a chatty server never blocks on a full pipe).
+    The server leads a process group of its own: with ``--workers N`` its workers are in it, and
+    ``kill`` SIGKILLs them all at once, as a crash of the machine would end them.
     """
 
     def __init__(self, env: Mapping[str, str], *, start_timeout: float = 60.0,
@@ -57,7 +59,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             command or SERVER_COMMAND, cwd=ROOT, env=dict(env), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-            preexec_fn=preexec_fn,
+            preexec_fn=preexec_fn, process_group=0,
         )
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
@@ -94,14 +96,38 @@ class ServerProcess:
         return self.proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL, and reap the process."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """SIGKILL the server and its workers (its process group), and reap it."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.proc.wait(60)
         self._reader.join(10)
+
+    def workers(self) -> list[int]:
+        """The pids of the server's worker processes (``--workers N``; Linux /proc)."""
+        pid = self.proc.pid
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                return [int(p) for p in f.read().split()]
+        except OSError:
+            return []
+
+    def group_alive(self) -> list[int]:
+        """Pids still alive in the server's process group (itself included)."""
+        alive = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == self.proc.pid and fields[0] != "Z":
+                alive.append(int(entry))
+        return alive
 
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM (requests in flight finish, the store closes); the exit code."""

@@ -2,14 +2,18 @@
 prove that nothing acknowledged was lost and nothing half-done is visible.
 
     python -m scripts.torture --provider all --kills 200          # the long form (every provider)
-    python -m scripts.torture --provider lmdb --kills 20 --seed 7
+    python -m scripts.torture --provider lmdb --kills 20 --seed 7 --workers 4
 
 Each round: start ``python -m web --port 0`` on the store; verify the store against the ledger
 (below); let a few client threads write to every domain for a random time; SIGKILL the server in
-the middle of that; run the index consistency check on the store the crash left. About one round
-in ten kills the server while it is still starting (opening the store). At the end the server is
-restarted once more, verified, the outbox is drained to the stub gateway and ``python -m tools
-check`` must exit 0.
+the middle of that; run the index consistency check on the store the crash left. The server runs
+``--workers 2`` (``--workers N``; ``file`` is served by one process only): a kill is of the whole
+process group, parent and workers at once; in the first round and then about half of them one
+worker alone is SIGKILLed first, while the clients write: the parent starts another, the clients
+whose connection died carry on through new connections, and the whole group is killed later.
+About one round in ten kills the server while it is still starting (opening the store). At the
+end the server is restarted once more, verified, the outbox is drained to the stub gateway and
+``python -m tools check`` must exit 0.
 
 The ledger records every acknowledged answer (2xx, or an expected 409): a write acknowledged must
 be found after every later restart. A write whose answer never came (the kill cut it off) may or
@@ -61,6 +65,8 @@ class Stats:
     provider: str = ""
     kills: int = 0
     kills_at_startup: int = 0
+    worker_kills: int = 0  # one worker alone, while its siblings and the parent went on
+    workers: int = 1
     rounds: int = 0
     requests: int = 0
     acknowledged: int = 0
@@ -75,7 +81,8 @@ class Stats:
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{self.provider}: {self.kills} kills ({self.kills_at_startup} at startup), "
+        return (f"{self.provider} ({self.workers} worker processes): {self.kills} kills "
+                f"({self.kills_at_startup} at startup, {self.worker_kills} single workers too), "
                 f"{self.requests} requests, {self.acknowledged} answered "
                 f"({self.writes_acknowledged} writes acknowledged), "
                 f"{self.unanswered} unanswered, {self.verified} acknowledged writes verified, "
@@ -623,9 +630,19 @@ def wait_delivered(client: Client, ledgers: list[Ledger], gateway: GatewayStub,
 
 
 # -- the run ---------------------------------------------------------------------------------------
+def _drive(led: Ledger, server: ServerProcess, rng: random.Random, stats: Stats,
+           stop: threading.Event, lock: threading.Lock, clients: list[Worker],
+           runners: list[threading.Thread]) -> None:
+    """Start a client thread writing for ``led`` through a new connection."""
+    w = Worker(led, server.client(), rng, stats, stop, lock)
+    clients.append(w)
+    runners.append(threading.Thread(target=w.run, daemon=True))
+    runners[-1].start()
+
+
 def torture(provider: str, kills: int, *, workdir: str, database_url: str | None = None,
             seed: int | None = None, threads: int = 3, max_run_s: float = 1.0,
-            deliver_timeout: float = 60.0, require_delivery: bool = True,
+            deliver_timeout: float = 60.0, require_delivery: bool = True, workers: int = 2,
             log: Callable[[str], None] = print) -> Stats:
     """Run ``kills`` SIGKILL rounds against one fresh store; raises Violation on any loss.
 
@@ -634,14 +651,15 @@ def torture(provider: str, kills: int, *, workdir: str, database_url: str | None
     """
     seed = random.randrange(1 << 30) if seed is None else seed
     rng = random.Random(seed)
-    stats = Stats(provider=provider)
+    workers = 1 if provider == "file" else workers  # the file store: one process only
+    stats = Stats(provider=provider, workers=workers)
     started = time.monotonic()
     gateway = GatewayStub()
     data_dir = os.path.join(workdir, f"torture-{provider}")
     env = server_env(provider, data_dir, database_url,
                      CHANNEL_CALLBACK_BASE_URL=gateway.base_url,
                      CHANNEL_CALLBACK_TIMEOUT_MS="1000",
-                     AUTOBYTEUS_THREADS="6")
+                     AUTOBYTEUS_THREADS="6", AUTOBYTEUS_WORKERS=str(workers))
     ledgers = [Ledger(f"w{i}") for i in range(threads)]
     log(f"[torture] {provider}: seed {seed}, {kills} kills, {threads} client threads")
     server: ServerProcess | None = None
@@ -666,19 +684,31 @@ def torture(provider: str, kills: int, *, workdir: str, database_url: str | None
                 client.close()
             stop = threading.Event()
             lock = threading.Lock()
-            workers = [Worker(led, server.client(), random.Random(rng.random()), stats, stop,
-                              lock) for led in ledgers]
-            runners = [threading.Thread(target=w.run, daemon=True) for w in workers]
-            for t in runners:
-                t.start()
+            clients: list[Worker] = []
+            runners: list[threading.Thread] = []
+            for led in ledgers:
+                _drive(led, server, random.Random(rng.random()), stats, stop, lock, clients,
+                       runners)
             time.sleep(rng.uniform(0.02, max_run_s))
+            pids = server.workers()
+            if workers > 1 and pids and (rng.random() < 0.5 or not stats.worker_kills):
+                # One worker dies alone; the parent replaces it while the others serve.
+                os.kill(rng.choice(pids), signal.SIGKILL)
+                stats.worker_kills += 1
+                time.sleep(rng.uniform(0.02, max_run_s))
+                # Clients whose connection went with it carry on through new connections.
+                for led, w, t in list(zip(ledgers, clients, runners, strict=True)):
+                    if not t.is_alive() and not w.errors:
+                        _drive(led, server, random.Random(rng.random()), stats, stop, lock,
+                               clients, runners)
+                time.sleep(rng.uniform(0.02, max_run_s))
             server.kill()
             stop.set()
             for t in runners:
                 t.join(60)
-            for w in workers:
+            for w in clients:
                 w.c.close()
-            errors = [e for w in workers for e in w.errors]
+            errors = [e for w in clients for e in w.errors]
             if "Traceback" in server.text():
                 tracebacks.append(server.text())
             server = None
@@ -746,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=200, help="SIGKILLs per provider")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, default=3, help="client threads")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="server worker processes (file: always 1)")
     parser.add_argument("--max-run", type=float, default=1.5,
                         help="longest time (s) between a restart's verification and its kill")
     parser.add_argument("--database-url", help="PostgreSQL to use (default: a throwaway cluster)")
@@ -774,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results.append(torture(provider, args.kills, workdir=workdir, database_url=url,
                                        seed=args.seed, threads=args.threads,
-                                       max_run_s=args.max_run))
+                                       max_run_s=args.max_run, workers=args.workers))
             except Violation as exc:
                 failed = True
                 print(f"[torture] {provider}: VIOLATION\n{exc}", file=sys.stderr)

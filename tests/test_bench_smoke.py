@@ -15,6 +15,7 @@ def test_a_tiny_run_writes_json_markdown_and_a_chart(tmp_path: Path) -> None:
     code = main([
         "--quick", "--only", "lmdb_point_read", "--only", "lmdb_write_1",
         "--only", "http_get_prompt", "--only", "http_post_refused",
+        "--only", "http_ingress_w2", "--only", "http_post_usage_2v1",
         "--rounds", "2", "--seconds", "0.05",
         "--http-seconds", "0.3", "--load-generator", "python",
         "--out", str(out), "--workdir", str(tmp_path / "work"),
@@ -22,7 +23,8 @@ def test_a_tiny_run_writes_json_markdown_and_a_chart(tmp_path: Path) -> None:
     assert code == 0
     result = json.loads((out / "results.json").read_text())
     names = [w["name"] for w in result["workloads"]]
-    assert names == ["lmdb_point_read", "lmdb_write_1", "http_get_prompt", "http_post_refused"]
+    assert names == ["lmdb_point_read", "lmdb_write_1", "http_get_prompt", "http_post_refused",
+                     "http_ingress_w2", "http_post_usage_2v1"]
     for w in result["workloads"]:
         assert w["error"] is None
         assert len(w["rounds"]) == 2

@@ -98,11 +98,12 @@ class Runtime:
             raise
         return cls(settings, store, app, workers, metrics)
 
-    def create_server(self) -> Any:
-        """A listening waitress server for the app, with the settings' limits and shedding."""
+    def create_server(self, sockets: list[Any] | None = None) -> Any:
+        """A listening waitress server for the app, with the settings' limits and shedding (on
+        ``sockets`` bound already, when one of several worker processes: web/workers.py)."""
         from web import serving
 
-        server = serving.create_server(self.app, self.settings)
+        server = serving.create_server(self.app, self.settings, sockets)
         limiter = getattr(server, "limiter", None)
         if limiter is not None and self.metrics is not None:
             # Requests shed by the dispatcher (503 OVERLOADED) never reach the app: counted here.

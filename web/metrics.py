@@ -59,6 +59,26 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROCESS_VARIABLE) or os.environ.get(MULTIPROCESS_VARIABLE.lower())
 
 
+def _shared_files_collector() -> type:
+    """prometheus_client's MultiProcessCollector, patient with a file that another worker has
+    just created and not yet sized (reading it then fails with struct.error: seen when workers
+    start together); it reads the directory again a moment later."""
+    import struct
+
+    from prometheus_client import multiprocess
+
+    class SharedFilesCollector(multiprocess.MultiProcessCollector):  # type: ignore[misc]
+        def collect(self) -> Any:
+            for _ in range(20):
+                try:
+                    return super().collect()
+                except struct.error:
+                    time.sleep(0.01)
+            return super().collect()
+
+    return SharedFilesCollector
+
+
 class Metrics:
     """The metric objects of one app, and the registry that ``GET /metrics`` exposes."""
 
@@ -67,9 +87,7 @@ class Metrics:
         self.multiprocess = multiprocess_dir() is not None
         self.registry = CollectorRegistry(auto_describe=True)
         if self.multiprocess:
-            from prometheus_client import multiprocess
-
-            multiprocess.MultiProcessCollector(self.registry)
+            _shared_files_collector()(self.registry)
             own: CollectorRegistry | None = None  # the values live in the directory's files
         else:
             from prometheus_client import ProcessCollector

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import waitress
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, MultiSocketServer
@@ -105,6 +107,8 @@ WAITRESS_INTERNALS: tuple[Internal, ...] = (
     Internal(BaseWSGIServer, "effective_host", instance=True, why="listening_address"),
     Internal(BaseWSGIServer, "effective_port", instance=True, why="listening_address"),
     Internal(MultiSocketServer, "map", instance=True, why="its listening servers"),
+    Internal(Adjustments, "listen", instance=True,
+             why="bind_sockets: the addresses waitress would bind, for worker processes"),
 )
 
 #: waitress's own error classes (by status code) -> the API's error code.
@@ -287,11 +291,14 @@ class SheddingDispatcher(ThreadedTaskDispatcher):
             self._reported_at, self._reported_count = now, shed
 
 
-def waitress_options(settings: Settings) -> dict[str, Any]:
-    """Every waitress adjustment this server sets, and why."""
+def waitress_options(settings: Settings, sockets: list[socket.socket] | None = None
+                     ) -> dict[str, Any]:
+    """Every waitress adjustment this server sets, and why. ``sockets``: listening sockets bound
+    already (by the parent of several worker processes), served instead of host and port."""
+    where: dict[str, Any] = (
+        {"sockets": sockets} if sockets else {"host": settings.host, "port": settings.port})
     return {
-        "host": settings.host,
-        "port": settings.port,
+        **where,
         "threads": settings.threads,
         "ident": "autobyteus",
         # The body limit is enforced per route (413 with nothing stored); waitress refuses what
@@ -311,13 +318,16 @@ def waitress_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_server(app: Any, settings: Settings) -> Any:
-    """A waitress server for ``app`` with the limits of ``settings`` and load shedding."""
+def create_server(app: Any, settings: Settings, sockets: list[socket.socket] | None = None
+                  ) -> Any:
+    """A waitress server for ``app`` with the limits of ``settings`` and load shedding, on
+    ``sockets`` when given (see web/workers.py), else listening on the settings' host and port."""
     limiter = InflightLimiter(settings.inflight_limit)
     dispatcher = SheddingDispatcher(limiter)
     dispatcher.set_thread_count(settings.threads)
     try:
-        server = waitress.create_server(app, _dispatcher=dispatcher, **waitress_options(settings))
+        server = waitress.create_server(app, _dispatcher=dispatcher,
+                                        **waitress_options(settings, sockets))
     except BaseException:
         dispatcher.shutdown(timeout=1)
         raise
@@ -335,6 +345,33 @@ def _listening_servers(server: Any) -> list[BaseWSGIServer]:
     MultiSocketServer whose map holds them (beside the connections)."""
     candidates = [server, *getattr(server, "map", {}).values()]
     return [c for c in candidates if isinstance(c, BaseWSGIServer)]
+
+
+def bind_sockets(settings: Settings) -> list[socket.socket]:
+    """Listening sockets for the settings' host and port, bound and listening as waitress itself
+    would bind them (every address the host name resolves to), for worker processes to share.
+    With port 0 every address gets the port the first one was given."""
+    sockets: list[socket.socket] = []
+    port = settings.port
+    try:
+        for family, socktype, proto, sockaddr in Adjustments(
+                host=settings.host, port=settings.port).listen:
+            sock = socket.socket(family, socktype, proto)
+            sockets.append(sock)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((sockaddr[0], port, *sockaddr[2:]))
+            port = sock.getsockname()[1]
+            sock.listen(settings.backlog)
+            # waitress's main loop polls it: accept() must not block a worker that lost the race
+            # for a connection to another worker.
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def listening_address(server: Any) -> tuple[str, int]:

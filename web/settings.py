@@ -99,6 +99,11 @@ class Settings:
                         low=0, high=65535, flag="--port")
     threads: int = setting("AUTOBYTEUS_THREADS", 8, "request threads",
                            low=1, high=256, low_power=2, flag="--threads")
+    workers: int = setting(
+        "AUTOBYTEUS_WORKERS", 1,
+        "server processes sharing the port, each with its own threads and its own handle on the "
+        "store (not with `file`); a worker that dies is restarted", low=1, high=64,
+        flag="--workers")
     max_body_bytes: int = setting(
         "AUTOBYTEUS_MAX_BODY_BYTES", 1 << 20, "request body limit (413 beyond, nothing stored)",
         low=1024, high=1 << 30, unit="bytes")
@@ -175,6 +180,11 @@ class Settings:
 
     def __attrs_post_init__(self) -> None:
         check_all(TABLE, self)
+        if self.workers > 1 and self.provider == "file":
+            raise SettingsError(
+                f"AUTOBYTEUS_WORKERS={self.workers}: the file provider is served by one process "
+                "only (its store is held by one writer); use 1, or lmdb, sqlite or postgresql"
+            )
         if self.provider == "postgresql":
             if not self.database_url:
                 raise SettingsError(
@@ -238,6 +248,9 @@ class Settings:
         options: dict[str, Any] = {"data_dir": self.data_dir, "database_url": self.database_url}
         if self.provider == "lmdb" and self.lmdb_map_size:
             options["map_size"] = self.lmdb_map_size
+        if self.provider == "lmdb" and self.workers > 1:
+            # Several processes write: each gives the writers' lock up between its batches.
+            options["multiprocess"] = True
         return options
 
 

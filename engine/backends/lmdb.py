@@ -14,6 +14,16 @@ began the transaction). Writers read the committed state through a read transact
 batch's pending changes; the thread that flushes opens the LMDB write transaction, applies every
 pending change and commits, all in that one thread.
 
+Several writing processes (``autobyteus-server --workers N``, a tool writing beside the server):
+a batch reads a snapshot and is written only when it is flushed, so LMDB's own writer lock, held
+only by the flush, does not keep another process from writing between a batch's reads and its
+commit. A cross-process lock (a POSIX record lock, ``fcntl``, as LMDB's own: it works where
+``flock`` does not, on ``writers.lock`` in the environment's directory) is
+therefore taken before a batch's snapshot and released after its commit, once no batch of this
+process is open or in flight; the kernel releases it when a process dies. A store opened with
+``multiprocess=True`` flushes each batch before the next one opens (not pipelined), so that the
+lock is given up between batches and a busy process cannot hold it for ever.
+
 Map growth: when LMDB reports the map full, the flush aborts its write transaction, waits until no
 read transaction of this process is open (LMDB's rule for mdb_env_set_mapsize), grows the map, and
 writes again; callers never see MapFullError. Another process that grew the map is picked up by
@@ -23,6 +33,7 @@ set_mapsize(0) when a transaction reports MapResizedError.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import sys
@@ -243,7 +254,7 @@ class _LmdbBatch:
     flush that grows the map releases it, see ``LmdbStore._release_open_snapshot``).
     """
 
-    __slots__ = ("snapshot", "token", "pending", "base", "written")
+    __slots__ = ("snapshot", "token", "pending", "base", "written", "locking")
 
     def __init__(self, snapshot: lmdb.Transaction, token: object, base: WriteSet | None) -> None:
         self.snapshot: lmdb.Transaction | None = snapshot
@@ -252,6 +263,8 @@ class _LmdbBatch:
         self.base = base
         #: The LMDB write transaction holding the changes, once written and until committed.
         self.written: lmdb.Transaction | None = None
+        #: Counted by the cross-process writer lock until committed or aborted.
+        self.locking = False
 
 
 class LmdbStore(BatchingStore):
@@ -269,8 +282,14 @@ class LmdbStore(BatchingStore):
         sync: bool = True,
         map_size: int | None = None,
         max_readers: int = 510,
+        multiprocess: bool = False,
     ) -> None:
         super().__init__()
+        if multiprocess:
+            self.pipelined = False  # see the module's documentation
+        self._writers_fd: int | None = None
+        self._writers_held = 0
+        self._writers_count_lock = threading.Lock()
         self.path = os.path.abspath(path)
         self.readonly = readonly
         self.sync = sync
@@ -313,6 +332,13 @@ class LmdbStore(BatchingStore):
         self._closed = False
         try:
             if not readonly:
+                lock_path = os.path.join(self.path, "writers.lock")
+                try:
+                    self._writers_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                               0o600)
+                except OSError as exc:
+                    raise errors.ReadOnlyError(
+                        f"cannot open {lock_path} for writing: {exc}") from exc
                 # Reader slots left by processes that died (SIGKILL) would pin old pages forever.
                 self._stale_readers_cleared = self._env.reader_check()
             self._open_databases()
@@ -400,6 +426,9 @@ class LmdbStore(BatchingStore):
         try:
             self._env.close()
         finally:
+            if self._writers_fd is not None:
+                os.close(self._writers_fd)  # releases the lock too, if a failure left it held
+                self._writers_fd = None
             with _open_paths_lock:
                 _open_paths.discard(self.path)
 
@@ -512,8 +541,37 @@ class LmdbStore(BatchingStore):
         return self._open_batch(sealed.pending)
 
     def _open_batch(self, base: WriteSet | None) -> _LmdbBatch:
-        snapshot, token = self._counted_snapshot()
-        return _LmdbBatch(snapshot, token, base)
+        self._hold_writers_lock()  # before the snapshot: it must see every other process's write
+        try:
+            snapshot, token = self._counted_snapshot()
+        except BaseException:
+            self._release_writers_lock()
+            raise
+        batch = _LmdbBatch(snapshot, token, base)
+        batch.locking = True
+        return batch
+
+    def _hold_writers_lock(self) -> None:
+        """Count one more batch of this process; the first takes the cross-process lock."""
+        with self._writers_count_lock:
+            if self._writers_held == 0 and self._writers_fd is not None:
+                try:
+                    fcntl.lockf(self._writers_fd, fcntl.LOCK_EX)
+                except OSError as exc:
+                    raise _wrap(exc, "taking the writers' lock") from exc
+            self._writers_held += 1
+
+    def _release_writers_lock(self) -> None:
+        with self._writers_count_lock:
+            self._writers_held -= 1
+            if self._writers_held == 0 and self._writers_fd is not None:
+                fcntl.lockf(self._writers_fd, fcntl.LOCK_UN)
+
+    def _batch_done(self, handle: _LmdbBatch) -> None:
+        """The batch was committed or aborted: it no longer needs the writers' lock."""
+        if handle.locking:
+            handle.locking = False
+            self._release_writers_lock()
 
     def _counted_snapshot(self) -> tuple[lmdb.Transaction, object]:
         """A read transaction for a batch, and the gate's token that counts it."""
@@ -579,6 +637,12 @@ class LmdbStore(BatchingStore):
         handle.written = txn
 
     def _batch_commit(self, handle: _LmdbBatch) -> None:
+        try:
+            self._commit_batch(handle)
+        finally:
+            self._batch_done(handle)
+
+    def _commit_batch(self, handle: _LmdbBatch) -> None:
         self._release_snapshot(handle)
         changes = handle.pending.changes
         written, handle.written = handle.written, None
@@ -624,7 +688,10 @@ class LmdbStore(BatchingStore):
     def _batch_abort(self, handle: _LmdbBatch) -> None:
         # The pending changes stay: a batch opened during this one's flush may still read through
         # them (it fails with this one, but its reads must stay consistent until then).
-        self._release_snapshot(handle)
-        written, handle.written = handle.written, None
-        if written is not None:
-            written.abort()
+        try:
+            self._release_snapshot(handle)
+            written, handle.written = handle.written, None
+            if written is not None:
+                written.abort()
+        finally:
+            self._batch_done(handle)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,3 +28,24 @@ def make_client(make_store: Any) -> Iterator[Callable[..., falcon.testing.TestCl
 @pytest.fixture
 def client(make_client: Callable[..., falcon.testing.TestClient]) -> falcon.testing.TestClient:
     return make_client()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that runs the server's main() in process configures logging (web/logsetup.py: the
+    access logger stops propagating); put it back, so that later tests' caplog sees every line."""
+    from web import logsetup
+
+    root, access = logging.getLogger(), logging.getLogger("web.access")
+    saved = [(logger, list(logger.handlers), logger.level, logger.propagate)
+             for logger in (root, access)]
+    writer = logsetup.access_writer
+    yield
+    logsetup.access_writer = writer
+    for logger, handlers, level, propagate in saved:
+        for handler in logger.handlers[:]:
+            if handler not in handlers:
+                logger.removeHandler(handler)
+                handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate

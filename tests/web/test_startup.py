@@ -33,7 +33,7 @@ def test_startup_objects_are_frozen_before_the_server_serves(
         def close(self) -> None:
             pass
 
-    def create_server(app: Any, settings: Settings) -> Server:
+    def create_server(app: Any, settings: Settings, sockets: Any = None) -> Server:
         seen["threads"] = settings.threads
         seen["frozen_before"] = gc.get_freeze_count()
         return Server()

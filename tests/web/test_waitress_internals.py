@@ -52,6 +52,7 @@ def _instances() -> dict[Any, Any]:
         HTTPRequestParser: parser,
         ErrorTask: ErrorTask(channel, parser),
         Error: Error("body"),
+        Adjustments: Adjustments(host="127.0.0.1", port=0),
         BaseWSGIServer: listening,
         MultiSocketServer: multi,
         "close": [channel.close, theirs.close, listening.close, multi.close],

@@ -1,7 +1,11 @@
 """HTTP workloads: the real server (``python -m web``, lmdb, durable) against a bare Falcon app.
 
 Both servers are waitress with the same number of threads and run at the same time as separate
-processes; the load generator alternates between them. Every request of a workload is sent,
+processes; the load generator alternates between them. Rows ending ``_w2`` serve both sides with 2
+worker processes (``--workers 2``; the bare app pre-forked the same way), rows with ``_pg`` run the
+server on PostgreSQL (a throwaway cluster, tests/pgcluster.py, or ``AUTOBYTEUS_BENCH_DATABASE_URL``,
+whose database is then used as it is), and rows ending ``_2v1`` compare the server with 2 workers to
+the same server with 1 (both on lmdb): the scaling of one host. Every request of a workload is sent,
 byte for byte, to both: the bare app reads the body and answers a constant JSON document, so the
 ratio is the cost of our routing, parsing, domain rules and storage over a minimal Falcon
 response.
@@ -159,17 +163,40 @@ def server_env(data_dir: str, provider: str = "lmdb", **extra: str) -> dict[str,
     return env
 
 
-def start_ours(tmp: Tmp, threads: int, provider: str = "lmdb",
+def start_ours(tmp: Tmp, threads: int, workers: int = 1, provider: str = "lmdb",
                data_dir: str | None = None) -> ServerProcess:
-    env = server_env(data_dir or tmp.new("server"), provider,
-                     CHANNEL_GATEWAY_SHARED_SECRET=SECRET)
-    return ServerProcess([sys.executable, "-m", "web", "--port", "0", "--threads", str(threads)],
-                         env)
+    extra = dict(CHANNEL_GATEWAY_SHARED_SECRET=SECRET)
+    if provider == "postgresql":
+        extra.update(AUTOBYTEUS_DATABASE_URL=postgresql_url())
+    env = server_env(data_dir or tmp.new("server"), provider, **extra)
+    return ServerProcess([sys.executable, "-m", "web", "--port", "0", "--threads", str(threads),
+                          "--workers", str(workers)], env)
 
 
-def start_bare(threads: int) -> ServerProcess:
+def start_bare(threads: int, workers: int = 1) -> ServerProcess:
     return ServerProcess([sys.executable, "-m", "tools.bench.bare_app", "--port", "0",
-                          "--threads", str(threads)], dict(os.environ))
+                          "--threads", str(threads), "--workers", str(workers)],
+                         dict(os.environ))
+
+
+_pg: dict[str, Any] = {}
+
+
+def postgresql_url() -> str:
+    """A fresh database for one server: on ``AUTOBYTEUS_BENCH_DATABASE_URL`` as given, else on a
+    throwaway cluster started once per run (stopped at exit)."""
+    given = os.environ.get("AUTOBYTEUS_BENCH_DATABASE_URL")
+    if given:
+        return given
+    if "cluster" not in _pg:
+        import atexit
+
+        from tests.pgcluster import PgCluster
+
+        _pg["cluster"] = PgCluster.from_env_or_start()
+        _pg["n"] = itertools.count()
+        atexit.register(_pg["cluster"].stop)
+    return str(_pg["cluster"].create_database(f"bench_http_{os.getpid()}_{next(_pg['n'])}"))
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -310,49 +337,59 @@ def load(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: str,
 
 
 # -- workloads -------------------------------------------------------------------------------
-def http_workload(kind: str) -> Any:
+def prepare(kind: str, ours: ServerProcess) -> list[Request]:
+    """Make the state ``kind`` needs on a server of ours; its fixed requests (none: fresh signed
+    ingress requests per run)."""
+    if kind == "get_prompt":
+        status, prompt = ours.call("POST", "/rest/api/prompts", {
+            "name": "bench", "category": "bench",
+            "promptContent": "You are a helpful assistant. " * 8,
+            "suitableForModels": "gpt-bench"})
+        assert status == 201, prompt
+        return [("GET", f"/rest/api/prompts/{prompt['id']}", {}, b"")]
+    if kind == "post_usage":
+        return [json_post("/rest/api/token-usage/conversations", CONVERSATION)]
+    if kind == "post_refused":
+        # The same route and a body of the same size that validation refuses (400): everything
+        # a usage POST costs except the write.
+        try:
+            ours.call("POST", "/rest/api/token-usage/conversations", REFUSED_CONVERSATION)
+            raise AssertionError("the refused conversation was accepted")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 400, exc
+        return [json_post("/rest/api/token-usage/conversations", REFUSED_CONVERSATION)]
+    status, _ = ours.call("PUT", "/rest/api/channel-bindings",
+                          {**ROUTE, "targetType": "AGENT", "agentId": "bench-agent"})
+    assert status in (200, 201)
+    return []
+
+
+def http_workload(kind: str, workers: int = 1, provider: str = "lmdb",
+                  baseline_workers: int | None = None, baseline_ours: bool = False) -> Any:
+    """Our server (``workers`` processes on ``provider``) against the bare app served by as many
+    processes, or, with ``baseline_ours``, against our own server on lmdb with
+    ``baseline_workers`` processes."""
     @contextmanager
     def setup(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
         with ExitStack() as stack:
-            ours = start_ours(tmp, cfg.http_threads)
+            ours = start_ours(tmp, cfg.http_threads, workers, provider)
             stack.callback(ours.stop)
-            bare = start_bare(cfg.http_threads)
-            stack.callback(bare.stop)
-            workdir = tmp.new("wrk")
-            if kind == "get_prompt":
-                status, prompt = ours.call("POST", "/rest/api/prompts", {
-                    "name": "bench", "category": "bench",
-                    "promptContent": "You are a helpful assistant. " * 8,
-                    "suitableForModels": "gpt-bench"})
-                assert status == 201, prompt
-                fixed = [("GET", f"/rest/api/prompts/{prompt['id']}", {}, b"")]
-            elif kind == "post_usage":
-                fixed = [json_post("/rest/api/token-usage/conversations", CONVERSATION)]
-            elif kind == "post_refused":
-                # The same route and a body of the same size that validation refuses (400):
-                # everything a usage POST costs except the write.
-                try:
-                    ours.call("POST", "/rest/api/token-usage/conversations",
-                              REFUSED_CONVERSATION)
-                    raise AssertionError("the refused conversation was accepted")
-                except urllib.error.HTTPError as exc:
-                    assert exc.code == 400, exc
-                fixed = [json_post("/rest/api/token-usage/conversations", REFUSED_CONVERSATION)]
+            if baseline_ours:
+                other = start_ours(tmp, cfg.http_threads, baseline_workers or 1)
             else:
-                status, _ = ours.call("PUT", "/rest/api/channel-bindings",
-                                      {**ROUTE, "targetType": "AGENT", "agentId": "bench-agent"})
-                assert status in (200, 201)
-                fixed = []
+                other = start_bare(cfg.http_threads, workers)
+            stack.callback(other.stop)
+            workdir = tmp.new("wrk")
+            fixed = prepare(kind, ours)
+            other_fixed = prepare(kind, other) if baseline_ours else fixed
             # Unique messages per run: enough that a run at a few thousand per second does not
             # wrap around (a wrapped request is a duplicate, answered without a write).
-            per_run = max(2_000, int(cfg.http_seconds * 4_000))
-
-            def requests() -> list[Request]:
-                return fixed or ingress_requests(per_run)
-
+            per_run = max(2_000, int(cfg.http_seconds * 4_000 * max(workers, 1)))
             refused = kind == "post_refused"
-            yield (lambda: load(ours, requests(), cfg, workdir, refused)), \
-                (lambda: load(bare, requests(), cfg, workdir))
+            yield (lambda: load(ours, fixed or ingress_requests(per_run), cfg, workdir,
+                                refused)), \
+                (lambda: load(other, other_fixed or ingress_requests(per_run), cfg, workdir,
+                              refused and baseline_ours))
 
     return setup
 
@@ -388,7 +425,7 @@ def backend_write_load(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
         for provider in ("file", "lmdb"):
             data_dir = tmp.new(f"server-{provider}")
             prefill_prompts(provider, data_dir, PREFILLED_PROMPTS)
-            server = start_ours(tmp, cfg.http_threads, provider, data_dir)
+            server = start_ours(tmp, cfg.http_threads, provider=provider, data_dir=data_dir)
             stack.callback(server.stop)
             status, _ = server.call("PUT", "/rest/api/channel-bindings",
                                     {**ROUTE, "targetType": "AGENT", "agentId": "bench-agent"})
@@ -419,7 +456,7 @@ def comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
                     (cfg.load_generator == "auto" and have_wrk())) else "python generator"
     common = f"{cfg.http_connections} connections ({gen}), waitress {cfg.http_threads} threads"
     p99 = Target("p99_ms", "<=", 2.0)
-    return [
+    rows = [
         Comparison("http_get_prompt", "http", f"GET one prompt, {common}", "server (lmdb)",
                    "bare Falcon", bind(http_workload("get_prompt")),
                    [Target("ops_per_s", ">=", 0.8), p99]),
@@ -442,3 +479,29 @@ def comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
                    f"holding {PREFILLED_PROMPTS:,} prompts, {common}", "server (file)",
                    "server (lmdb)", bind(backend_write_load), [p99]),
     ]
+    what = {"get_prompt": "GET one prompt", "post_usage": "POST token-usage conversation",
+            "ingress": "signed idempotent channel-ingress POST, unique ids"}
+    lmdb_targets = {"get_prompt": 0.8, "post_usage": 0.6, "ingress": 0.5}
+    each = f"{cfg.http_connections} connections ({gen}), waitress {cfg.http_threads} threads " \
+           "per process"
+    for kind, text in what.items():
+        rows.append(Comparison(
+            f"http_{kind}_w2", "http", f"{text}, lmdb, 2 worker processes, {each}",
+            "server (lmdb, 2 workers)", "bare Falcon, 2 processes",
+            bind(http_workload(kind, 2)), [Target("ops_per_s", ">=", lmdb_targets[kind])]))
+    for kind, text in what.items():
+        for workers in (1, 2):
+            suffix = "" if workers == 1 else "_w2"
+            rows.append(Comparison(
+                f"http_{kind}_pg{suffix}", "http",
+                f"{text}, postgresql, {workers} worker process{'es' * (workers > 1)}, {each}",
+                f"server (postgresql, {workers} worker{'s' * (workers > 1)})",
+                f"bare Falcon, {workers} process{'es' * (workers > 1)}",
+                bind(http_workload(kind, workers, "postgresql")), []))
+    for kind, text in what.items():
+        rows.append(Comparison(
+            f"http_{kind}_2v1", "http", f"{text}, lmdb: 2 worker processes against 1, {each}",
+            "server (lmdb, 2 workers)", "server (lmdb, 1 worker)",
+            bind(http_workload(kind, 2, baseline_workers=1, baseline_ours=True)),
+            [Target("ops_per_s", ">=", 1.5)]))
+    return rows

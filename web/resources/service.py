@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 import falcon
 
-from domains.shapes import Choice, camel, wire
+from domains.shapes import Choice, Integer, camel, wire
 from engine import PROVIDERS
 from engine import errors as engine_errors
 from web.context import AppContext
@@ -21,6 +21,8 @@ class Health:
 
     status: str = wire(Choice(("ok",)))
     provider: str = wire(Choice(tuple(PROVIDERS)))
+    #: Server processes serving this port (``--workers``).
+    workers: int = wire(Integer(minimum=1))
     format_version: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -42,7 +44,8 @@ class HealthResource:
             resp.media = error_body("BACKEND_UNAVAILABLE", "the store does not answer", None)
             return
         meta = store.metadata
-        resp.media = Health("ok", store.provider, meta.get("format_version")).to_json()
+        resp.media = Health("ok", store.provider, workers=self._ctx.settings.workers,
+                             format_version=meta.get("format_version")).to_json()
 
 
 class OpenApiResource:
