@@ -20,6 +20,7 @@ from tests.domains.channel_support import (
     GatewayStub,
     ManualClock,
     bind_agent,
+    keyword_service,
     routed_turn,
 )
 
@@ -28,7 +29,7 @@ SECRET = "callback-secret"
 
 @pytest.fixture
 def svc(store: Store) -> ChannelService:
-    return ChannelService(store, clock=ManualClock(), callback_configured=True)
+    return keyword_service(store, clock=ManualClock(), callback_configured=True)
 
 
 @pytest.fixture
@@ -275,7 +276,7 @@ def test_the_outbox_summary_counts_states_and_ages_the_oldest_pending(
     store: Store, gateway: GatewayStub
 ) -> None:
     clock = ManualClock()
-    svc = ChannelService(store, clock=clock, callback_configured=True)
+    svc = keyword_service(store, clock=clock, callback_configured=True)
     empty = svc.outbox_summary()
     assert empty.counts == {"PENDING": 0, "DISPATCHING": 0, "SENT": 0, "FAILED_RETRY": 0,
                             "DEAD_LETTER": 0}
