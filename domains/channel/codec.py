@@ -28,6 +28,7 @@ from domains.channel.models import (
     PROVIDERS,
     REPLY_REASONS,
     ROUTED,
+    TARGET_TYPES,
     TRANSPORTS,
     UNBOUND,
     Attachment,
@@ -170,8 +171,8 @@ class Capability:
     target_types: list[str]
 
 
-for _cls in (IngressAnswer, DeliveryAnswer, ReplyAnswer, Acknowledged, Capability):
-    register_camel(converter, _cls)
+for _answer in (IngressAnswer, DeliveryAnswer, ReplyAnswer, Acknowledged, Capability):
+    register_camel(converter, _answer)
 
 
 def ingress_answer_json(result: IngressResult) -> dict[str, Any]:
@@ -237,7 +238,7 @@ def answer_schema(cls: type) -> dict[str, Any]:
     """The JSON Schema of a record's or an answer's JSON form: :func:`json_schema` of its
     declaration, with a ``route`` flattened into its five fields as :func:`to_json` does it, and
     the operators' additions (an outbox entry's ``nextAttemptAt``, the summary's counts by
-    state)."""
+    state, a capability's target types)."""
     schema = json_schema(cls)
     properties = dict(schema["properties"])
     required = list(schema.get("required", []))
@@ -248,6 +249,8 @@ def answer_schema(cls: type) -> dict[str, Any]:
     if cls is OutboxEntry:
         properties["nextAttemptAt"] = {"type": ["string", "null"], "format": "date-time"}
         required.append("nextAttemptAt")
+    if cls is Capability:
+        properties["targetTypes"] = {"type": "array", "items": Choice(TARGET_TYPES).schema()}
     if cls is OutboxSummary:
         properties["counts"] = {
             "type": "object", "additionalProperties": False, "required": list(OUTBOX_STATUSES),

@@ -36,7 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 
@@ -136,9 +136,9 @@ def route_of(fields: RouteFields) -> Route:
 
 
 def normalize_route(
-    provider: Any, transport: Any, account_id: Any, peer_id: Any, thread_id: Any = None
+    provider: str, transport: str, account_id: str, peer_id: str, thread_id: str | None = None
 ) -> Route:
-    """The route of five JSON values, checked as a body's route fields are."""
+    """The route of five values, checked as a body's route fields are (enums in any case)."""
     return route_of(parse(RouteFields, {
         "provider": provider, "transport": transport, "accountId": account_id,
         "peerId": peer_id, "threadId": thread_id}))
@@ -193,7 +193,7 @@ class ChannelService:
 
     # -- bindings (7.1) -------------------------------------------------------------------------
     @staticmethod
-    def etag(record: Any) -> str:
+    def etag(record: Binding) -> str:
         return etag_of(codec.to_json(record))
 
     def upsert_binding(

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from domains.channel.commands import DeliveryReport
 from domains.channel.outbox import OutboxWorker
 from domains.channel.service import ChannelService
 from domains.errors import ConflictError, NotFoundError, ValidationError
+from domains.shapes import parse
 from engine import Store
 from tests.domains.channel_support import (
     FloatClock,
@@ -351,9 +353,10 @@ def test_a_delivered_event_is_not_overwritten_by_the_workers_sent(
     svc: ChannelService, gateway: GatewayStub
 ) -> None:
     [key] = publish(svc, 1)
-    svc.record_delivery_event(provider="WHATSAPP", transport="BUSINESS_API", account_id="acc-1",
-                              peer_id="peer-1", correlation_message_id="m-0",
-                              callback_idempotency_key=key, status="DELIVERED")
+    svc.record_delivery_event(parse(DeliveryReport, {
+        "provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "acc-1",
+        "peerId": "peer-1", "correlationMessageId": "m-0",
+        "metadata": {"callbackIdempotencyKey": key}, "status": "DELIVERED"}))
     make_worker(svc, gateway, FloatClock()).run_once()
     assert svc.delivery_event(key).status == "DELIVERED"
 
