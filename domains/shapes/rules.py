@@ -148,10 +148,9 @@ class Choice(Rule):
         if self.nullable and (value is None or value is MISSING):
             return None
         if type(value) is str:
-            if not self.case_insensitive:
-                if value in self.values:
-                    return value
-            else:
+            if value in self.values:  # the declared spelling: the common case, and cheap
+                return value
+            if self.case_insensitive:
                 found = self.folded.get(value.strip().translate(_ASCII_LOWER))
                 if found is not None:
                     return found
@@ -282,6 +281,8 @@ class Timestamp(Rule):
     def check(self, value: Any, field: str) -> _dt.datetime:
         if type(value) is str and _TIMESTAMP_FORM.fullmatch(value):
             try:
+                if value[-1] == "Z" and value[10] == "T":  # UTC as the gateway writes it
+                    return _dt.datetime.fromisoformat(value)
                 if len(value) == 10:
                     d = _dt.date.fromisoformat(value)
                     return _dt.datetime(d.year, d.month, d.day, tzinfo=_dt.UTC)
