@@ -99,7 +99,6 @@ from domains.errors import (
     PreconditionFailedError,
     ValidationError,
 )
-from domains.shapes import parse
 from engine import Store, Transaction
 from engine.indexes import transact
 
@@ -133,15 +132,6 @@ def route_of(fields: RouteFields) -> Route:
                 raise ValidationError("a Discord threadId goes only with a channel: peer",
                                       field="threadId", code="INVALID_DISCORD_THREAD_ID")
     return Route(p, t, fields.account_id, peer, thread)
-
-
-def normalize_route(
-    provider: str, transport: str, account_id: str, peer_id: str, thread_id: str | None = None
-) -> Route:
-    """The route of five values, checked as a body's route fields are (enums in any case)."""
-    return route_of(parse(RouteFields, {
-        "provider": provider, "transport": transport, "accountId": account_id,
-        "peerId": peer_id, "threadId": thread_id}))
 
 
 def _ms(ts: _dt.datetime) -> _dt.datetime:

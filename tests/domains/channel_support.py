@@ -18,8 +18,10 @@ from domains.channel.commands import (
     InboxTarget,
     PublishReply,
     PutBinding,
+    RouteFields,
 )
-from domains.channel.service import ChannelService
+from domains.channel.models import Route
+from domains.channel.service import ChannelService, route_of
 from domains.shapes import camel, parse
 
 ROUTE = {"provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "acc-1",
@@ -105,6 +107,15 @@ class KeywordCommands:
     def list_outbox(self, *, status: Any = None, **page: Any) -> Any:
         checked = None if status in (None, "") else OUTBOX_STATUS.check(status, "status")
         return self.service.list_outbox(status=checked, **page)
+
+
+def normalize_route(provider: str, transport: str, account_id: str, peer_id: str,
+                    thread_id: str | None = None) -> Route:
+    """The route of five values, checked as a body's route fields are (the shape, then the
+    service's rules between them)."""
+    return route_of(parse(RouteFields, {
+        "provider": provider, "transport": transport, "accountId": account_id,
+        "peerId": peer_id, "threadId": thread_id}))
 
 
 def _target(target_type: Any, target_id: Any) -> InboxTarget:

@@ -12,7 +12,7 @@ import pytest
 from domains import channel
 from domains.channel import codec, repository
 from domains.channel.commands import DeliveryReport, InboundMessage
-from domains.channel.service import ChannelService, next_status, normalize_route
+from domains.channel.service import ChannelService, next_status
 from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
 from domains.shapes import parse
 from engine import Store
@@ -24,6 +24,7 @@ from tests.domains.channel_support import (
     bind_agent,
     ingest,
     keyword_service,
+    normalize_route,
     routed_turn,
 )
 
