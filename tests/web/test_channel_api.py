@@ -374,3 +374,18 @@ def test_the_document_is_generated_from_the_shapes_and_the_capabilities(
     assert components[message["schema"]["$ref"].rsplit("/", 1)[1]]["additionalProperties"] \
         is True  # the gateway's envelope: unknown fields are ignored
     assert json_schema(AckMessages)["additionalProperties"] is False
+
+
+def test_a_lone_surrogate_escape_is_refused_after_the_signature_and_stores_nothing(
+    signed_client: falcon.testing.TestClient
+) -> None:
+    put_binding(signed_client)
+    raw = json.dumps({**ENVELOPE, "content": "\ud800"}).encode()  # json.dumps writes \ud800
+    assert b"\\ud800" in raw
+    error_of(signed_client.simulate_post(INGRESS, body=raw, headers={
+        "Content-Type": "application/json"}), 401, "MISSING_SIGNATURE")
+    error_of(post_signed(signed_client, INGRESS, raw), 400, "MALFORMED_JSON")
+    inbox = signed_client.simulate_get("/rest/api/channel-inbox/AGENT/agent-1").json
+    assert inbox["items"] == []
+    assert post_signed(signed_client, INGRESS, json.dumps(ENVELOPE).encode()).json[
+        "disposition"] == "ROUTED"

@@ -23,7 +23,7 @@ from domains.channel.logbook import RateLimitedLog, safe_text
 from domains.shapes import parse
 from web.context import AppContext
 from web.errors import ApiError
-from web.http import JSON_TYPES, parse_json_bytes, send
+from web.http import JSON_TYPES, parse_text_json, send
 from web.resources.channel.common import BASE, channel_service
 from web.resources.doc import STR, json_body, op, schema
 
@@ -63,7 +63,7 @@ def read_signed_body(
     if content_type not in JSON_TYPES and not content_type.endswith("+json"):
         raise ApiError(falcon.HTTP_415, "UNSUPPORTED_MEDIA_TYPE",
                        f"the body must be application/json, not {content_type or 'missing'}")
-    return parse_json_bytes(raw)
+    return parse_text_json(raw)
 
 
 def _log_refused(refused: RateLimitedLog, req: falcon.Request, raw: bytes, failure: str) -> None:
