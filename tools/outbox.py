@@ -51,6 +51,7 @@ def _say(message: str) -> None:
 def run(args: argparse.Namespace, location: Location) -> int:
     # Imported here: the other commands work on raw stores even when a domain does not import.
     from domains.channel import codec
+    from domains.channel.commands import OUTBOX_STATUS
     from domains.channel.service import ChannelService
     from domains.errors import ConflictError, NotFoundError, ValidationError
 
@@ -60,8 +61,9 @@ def run(args: argparse.Namespace, location: Location) -> int:
         service = ChannelService(store)
         if args.outbox_action == "list":
             try:
-                page = service.list_outbox(status=args.status, limit=args.limit,
-                                           cursor=args.cursor)
+                status = None if args.status in (None, "") else \
+                    OUTBOX_STATUS.check(args.status, "status")
+                page = service.list_outbox(status=status, limit=args.limit, cursor=args.cursor)
             except ValidationError as exc:
                 raise ToolError(f"--{exc.field}: {exc.detail}", EXIT_USAGE) from None
             for entry in page.items:

@@ -37,9 +37,15 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
         raise ApiError(
             falcon.HTTP_413, "PAYLOAD_TOO_LARGE", f"the body exceeds the limit of {max_bytes} bytes"
         )
+    return parse_text_json(raw)
+
+
+def parse_text_json(raw: bytes) -> Any:
+    """``raw`` as JSON that is also text: 400 MALFORMED_JSON if malformed, or if it holds a lone
+    UTF-16 surrogate escape (valid JSON syntax, but no store can encode it: it would fail as a
+    500)."""
     document = parse_json_bytes(raw)
     if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(document):
-        # Valid JSON syntax, but not text: no store can encode it (it would fail as a 500).
         raise ApiError(falcon.HTTP_400, "MALFORMED_JSON",
                        "the body holds a lone UTF-16 surrogate escape (\\ud800-\\udfff)")
     return document

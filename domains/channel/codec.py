@@ -1,13 +1,13 @@
 """The external-channel codec: the one place where channel records become JSON or bytes, and where
-request bodies are checked for shape (types, presence). The channel rules themselves (enums,
-provider:transport pairs, Discord ids, targets) are the service's.
+its answers are declared.
 
 JSON is camelCase with ISO-8601 millisecond ``Z`` timestamps; a route is flattened into its five
 fields, with a stored thread of ``""`` shown as null. Stored bytes are that JSON plus a format
 version, ``{"v": 1, ...}``; :func:`from_bytes` upgrades older versions on read.
 
-The two ingress bodies (:func:`parse_envelope`, :func:`parse_delivery_event`) ignore fields they do
-not know (domains.md 7.3); every other body rejects them.
+Request bodies are the shapes of commands.py. The answers are declared here once (attrs classes
+with a Rule on enum fields), and :func:`answer_schema` gives the JSON Schema of each answer and
+record from its declaration.
 """
 
 from __future__ import annotations
@@ -20,16 +20,27 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from domains.channel.models import (
     CAPABILITIES,
+    DELIVERY_STATUSES,
+    DUPLICATE,
     FAILED_RETRY,
     OUTBOX_PENDING,
+    OUTBOX_STATUSES,
+    PROVIDERS,
+    REPLY_REASONS,
+    ROUTED,
+    TARGET_TYPES,
+    TRANSPORTS,
+    UNBOUND,
     Attachment,
     Binding,
     DeliveryEvent,
     ExternalSource,
     InboxMessage,
+    IngressResult,
     OutboxEntry,
     OutboxSummary,
     Receipt,
+    ReplyResult,
     Route,
 )
 from domains.codec_support import RecordFormatError as RecordFormatError
@@ -38,22 +49,16 @@ from domains.codec_support import (
     dump_envelope,
     load_envelope,
     make_converter,
+    register_camel,
 )
-from domains.common import (
-    format_timestamp,
-    parse_timestamp,
-    reject_unknown_fields,
-    require_object,
-)
-from domains.errors import ValidationError
+from domains.common import format_timestamp
+from domains.shapes import Choice, json_schema
+from domains.shapes.rules import RULE_KEY
 
 T = TypeVar("T")
 FORMAT_VERSION = 1
 
 _ROUTE_FIELDS = ("provider", "transport", "accountId", "peerId", "threadId")
-
-
-
 
 converter = make_converter()
 
@@ -119,7 +124,80 @@ def route_json(route: Route) -> dict[str, Any]:
     return _route_unstructure(route)
 
 
-# -- answers of the operators' routes -----------------------------------------------------------
+# -- answers ------------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class IngressAnswer:
+    """The answer to an inbound message (``disposition`` ROUTED may be spelled ACCEPTED by a
+    setting)."""
+
+    accepted: bool
+    duplicate: bool
+    disposition: str = attrs.field(metadata={RULE_KEY: Choice(
+        (ROUTED, "ACCEPTED", UNBOUND, DUPLICATE))})
+    binding_resolved: bool
+    idempotency_key: str
+    binding_id: str | None
+
+
+@attrs.frozen(kw_only=True)
+class DeliveryAnswer:
+    """The answer to a delivery event: the status now stored (a late report is ignored)."""
+
+    accepted: bool
+    status: str = attrs.field(metadata={RULE_KEY: Choice(DELIVERY_STATUSES)})
+    callback_idempotency_key: str
+
+
+@attrs.frozen(kw_only=True)
+class ReplyAnswer:
+    """Whether a reply was queued, and if not why."""
+
+    published: bool
+    reason: str | None = attrs.field(metadata={RULE_KEY: Choice(REPLY_REASONS, nullable=True)})
+    callback_idempotency_key: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Acknowledged:
+    acknowledged: int
+
+
+@attrs.frozen(kw_only=True)
+class Capability:
+    """An accepted provider x transport pair and the targets its routes can bind."""
+
+    provider: str = attrs.field(metadata={RULE_KEY: Choice(PROVIDERS)})
+    transport: str = attrs.field(metadata={RULE_KEY: Choice(TRANSPORTS)})
+    target_types: list[str]
+
+
+for _answer in (IngressAnswer, DeliveryAnswer, ReplyAnswer, Acknowledged, Capability):
+    register_camel(converter, _answer)
+
+
+def ingress_answer_json(result: IngressResult) -> dict[str, Any]:
+    return converter.unstructure(IngressAnswer(
+        accepted=True, duplicate=result.duplicate, disposition=result.disposition,
+        binding_resolved=result.binding_resolved, idempotency_key=result.idempotency_key,
+        binding_id=result.binding_id), IngressAnswer)
+
+
+def delivery_answer_json(event: DeliveryEvent) -> dict[str, Any]:
+    return converter.unstructure(DeliveryAnswer(
+        accepted=True, status=event.status,
+        callback_idempotency_key=event.callback_idempotency_key), DeliveryAnswer)
+
+
+def reply_answer_json(result: ReplyResult) -> dict[str, Any]:
+    return converter.unstructure(ReplyAnswer(
+        published=result.published, reason=result.reason,
+        callback_idempotency_key=result.callback_idempotency_key), ReplyAnswer)
+
+
+def acknowledged_json(count: int) -> dict[str, Any]:
+    return converter.unstructure(Acknowledged(acknowledged=count), Acknowledged)
+
+
 def outbox_entry_json(entry: OutboxEntry) -> dict[str, Any]:
     """An outbox entry as operators see it: the record plus ``nextAttemptAt`` (its ``dueAt``
     while it waits for an attempt, null while leased, sent or dead)."""
@@ -143,9 +221,41 @@ def outbox_summary_json(summary: OutboxSummary) -> dict[str, Any]:
 def capabilities_json() -> dict[str, Any]:
     """The accepted provider x transport pairs and their targets, from the declaration that
     binding validation enforces (models.CAPABILITIES)."""
-    items = [{"provider": p, "transport": t, "targetTypes": list(targets)}
+    items = [Capability(provider=p, transport=t, target_types=list(targets))
              for (p, t), targets in CAPABILITIES.items()]
-    return {"items": items, "nextCursor": None}
+    return {"items": converter.unstructure(items, list[Capability]), "nextCursor": None}
+
+
+# -- the JSON Schemas of the answers, from the same declarations -------------------------------
+_ROUTE_SCHEMA: dict[str, Any] = {
+    "provider": Choice(PROVIDERS).schema(), "transport": Choice(TRANSPORTS).schema(),
+    "accountId": {"type": "string"}, "peerId": {"type": "string"},
+    "threadId": {"type": ["string", "null"]},
+}
+
+
+def answer_schema(cls: type) -> dict[str, Any]:
+    """The JSON Schema of a record's or an answer's JSON form: :func:`json_schema` of its
+    declaration, with a ``route`` flattened into its five fields as :func:`to_json` does it, and
+    the operators' additions (an outbox entry's ``nextAttemptAt``, the summary's counts by
+    state, a capability's target types)."""
+    schema = json_schema(cls)
+    properties = dict(schema["properties"])
+    required = list(schema.get("required", []))
+    if "route" in properties:
+        del properties["route"]
+        properties = {"id": properties.pop("id"), **_ROUTE_SCHEMA, **properties}
+        required = ["id", *_ROUTE_SCHEMA, *(n for n in required if n not in ("id", "route"))]
+    if cls is OutboxEntry:
+        properties["nextAttemptAt"] = {"type": ["string", "null"], "format": "date-time"}
+        required.append("nextAttemptAt")
+    if cls is Capability:
+        properties["targetTypes"] = {"type": "array", "items": Choice(TARGET_TYPES).schema()}
+    if cls is OutboxSummary:
+        properties["counts"] = {
+            "type": "object", "additionalProperties": False, "required": list(OUTBOX_STATUSES),
+            "properties": {status: {"type": "integer"} for status in OUTBOX_STATUSES}}
+    return {**schema, "properties": properties, "required": required}
 
 
 def unverified_route(payload: Any) -> str | None:
@@ -171,177 +281,3 @@ def from_bytes(cls: type[T], raw: bytes) -> T:
 
 def decoder(cls: type[T]) -> Callable[[bytes], T]:
     return lambda raw: from_bytes(cls, raw)
-
-
-# -- shape helpers ------------------------------------------------------------------------------
-def _text(body: Mapping[str, Any], field: str, *, required: bool) -> str | None:
-    """A string field; None when absent or null (400 when required), 400 when not a string."""
-    value = body.get(field)
-    if value is None:
-        if required:
-            raise ValidationError(f"{field} is required", field=field)
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string", field=field)
-    if required and not value.strip():
-        raise ValidationError(f"{field} must not be blank", field=field)
-    return value
-
-
-def _object(body: Mapping[str, Any], field: str) -> dict[str, Any] | None:
-    value = body.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValidationError(f"{field} must be a JSON object", field=field)
-    return value
-
-
-def _route_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "provider": _text(body, "provider", required=True),
-        "transport": _text(body, "transport", required=True),
-        "account_id": _text(body, "accountId", required=True),
-        "peer_id": _text(body, "peerId", required=True),
-        "thread_id": _text(body, "threadId", required=False),
-    }
-
-
-# -- request bodies -----------------------------------------------------------------------------
-BINDING_FIELDS = (*_ROUTE_FIELDS, "targetType", "agentId", "teamId", "targetMemberName")
-TURN_FIELDS = (*_ROUTE_FIELDS, "externalMessageId", "turnId", "agentId", "teamId")
-REPLY_FIELDS = ("agentId", "turnId", "replyText")
-ACK_FIELDS = ("messageIds",)
-MAX_ACK_IDS = 1000
-
-
-def parse_binding(payload: Any) -> dict[str, Any]:
-    body = require_object(payload)
-    reject_unknown_fields(body, BINDING_FIELDS)
-    return {
-        **_route_fields(body),
-        "target_type": _text(body, "targetType", required=True),
-        "agent_id": _text(body, "agentId", required=False),
-        "team_id": _text(body, "teamId", required=False),
-        "target_member_name": _text(body, "targetMemberName", required=False),
-    }
-
-
-def _attachments(value: Any) -> list[Attachment]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValidationError("attachments must be a list", field="attachments")
-    out = []
-    for i, item in enumerate(value):
-        where = f"attachments[{i}]"
-        if not isinstance(item, dict):
-            raise ValidationError(f"{where} must be an object", field=where)
-        size = item.get("sizeBytes")
-        if size is not None and (
-            not isinstance(size, int) or isinstance(size, bool) or size < 0
-        ):
-            raise ValidationError(f"{where}.sizeBytes must be an integer >= 0",
-                                  field=f"{where}.sizeBytes")
-        try:
-            out.append(Attachment(
-                kind=_text(item, "kind", required=True),  # type: ignore[arg-type]
-                url=_text(item, "url", required=True),  # type: ignore[arg-type]
-                mime_type=_text(item, "mimeType", required=False),
-                file_name=_text(item, "fileName", required=False),
-                size_bytes=size,
-                metadata=_object(item, "metadata"),
-            ))
-        except ValidationError as exc:
-            raise ValidationError(f"{where}.{exc.field}: {exc.detail}",
-                                  field=f"{where}.{exc.field}") from None
-    return out
-
-
-def parse_envelope(payload: Any) -> dict[str, Any]:
-    """An inbound message; unknown fields (``routingKey`` among them) are ignored."""
-    body = require_object(payload)
-    content = body.get("content")
-    if content is None:
-        content = ""
-    if not isinstance(content, str):
-        raise ValidationError("content must be a string", field="content")
-    received = body.get("receivedAt")
-    if received is None:
-        raise ValidationError("receivedAt is required", field="receivedAt")
-    return {
-        **_route_fields(body),
-        "peer_type": _text(body, "peerType", required=True),
-        "external_message_id": _text(body, "externalMessageId", required=True),
-        "content": content,
-        "attachments": _attachments(body.get("attachments")),
-        "received_at": parse_timestamp(received, "receivedAt"),
-        "metadata": _object(body, "metadata") or {},
-    }
-
-
-def parse_delivery_event(payload: Any) -> dict[str, Any]:
-    """A gateway delivery event; unknown fields are ignored. The callback key is
-    ``metadata.callbackIdempotencyKey``, else ``correlationMessageId``."""
-    body = require_object(payload)
-    metadata = _object(body, "metadata") or {}
-    correlation = _text(body, "correlationMessageId", required=False)
-    key = metadata.get("callbackIdempotencyKey")
-    if key is not None and (not isinstance(key, str) or not key.strip()):
-        raise ValidationError("metadata.callbackIdempotencyKey must be a non-blank string",
-                              field="metadata.callbackIdempotencyKey")
-    if key is None:
-        if correlation is None or not correlation.strip():
-            raise ValidationError(
-                "correlationMessageId is required when metadata.callbackIdempotencyKey is "
-                "absent", field="correlationMessageId",
-            )
-        key = correlation
-    error = _text(body, "errorMessage", required=False)
-    if error is None:
-        for name in ("errorMessage", "error"):
-            if isinstance(metadata.get(name), str):
-                error = metadata[name]
-                break
-    return {
-        **_route_fields(body),
-        "correlation_message_id": correlation,
-        "callback_idempotency_key": key,
-        "status": _text(body, "status", required=True),
-        "error_message": error,
-        "metadata": metadata,
-    }
-
-
-def parse_turn_binding(payload: Any) -> dict[str, Any]:
-    body = require_object(payload)
-    reject_unknown_fields(body, TURN_FIELDS)
-    return {
-        **_route_fields(body),
-        "external_message_id": _text(body, "externalMessageId", required=True),
-        "turn_id": _text(body, "turnId", required=True),
-        "agent_id": _text(body, "agentId", required=False),
-        "team_id": _text(body, "teamId", required=False),
-    }
-
-
-def parse_reply(payload: Any) -> dict[str, Any]:
-    """``agentId`` is required (400); a missing turn or blank text are answers, not errors."""
-    body = require_object(payload)
-    reject_unknown_fields(body, REPLY_FIELDS)
-    return {
-        "agent_id": _text(body, "agentId", required=True),
-        "turn_id": _text(body, "turnId", required=False),
-        "reply_text": _text(body, "replyText", required=False),
-    }
-
-
-def parse_ack(payload: Any) -> list[str]:
-    body = require_object(payload)
-    reject_unknown_fields(body, ACK_FIELDS)
-    ids = body.get("messageIds")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise ValidationError("messageIds must be a list of strings", field="messageIds")
-    if len(ids) > MAX_ACK_IDS:
-        raise ValidationError(f"at most {MAX_ACK_IDS} messageIds at once", field="messageIds")
-    return ids

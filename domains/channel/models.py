@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
+
+from domains.shapes import Choice, Integer, JsonObject, OptionalText, Rule, Text, wire
+from domains.shapes.rules import RULE_KEY
 
 PROVIDERS = ("WHATSAPP", "WECOM", "WECHAT", "DISCORD", "TELEGRAM")
 TRANSPORTS = ("BUSINESS_API", "PERSONAL_SESSION")
@@ -31,6 +34,10 @@ ROUTED = "ROUTED"
 UNBOUND = "UNBOUND"
 DUPLICATE = "DUPLICATE"
 
+# Why a reply was not queued (the answer's ``reason``), in the order the service checks.
+REPLY_REASONS = ("TURN_ID_MISSING", "EMPTY_REPLY", "CALLBACK_NOT_CONFIGURED", "SOURCE_NOT_FOUND",
+                 "BINDING_NOT_FOUND", "DUPLICATE")
+
 # Delivery-event statuses. A status never moves to a lower rank; SENT and FAILED share a rank so
 # that the gateway may report a retry's outcome either way (see service.DeliveryEvents).
 PENDING = "PENDING"
@@ -47,6 +54,11 @@ OUTBOX_SENT = "SENT"
 FAILED_RETRY = "FAILED_RETRY"
 DEAD_LETTER = "DEAD_LETTER"
 OUTBOX_STATUSES = (OUTBOX_PENDING, DISPATCHING, OUTBOX_SENT, FAILED_RETRY, DEAD_LETTER)
+
+
+def _enum(values: tuple[str, ...], nullable: bool = False) -> dict[str, Rule]:
+    """The metadata of a record field that holds one of ``values``: the answer schemas say so."""
+    return {RULE_KEY: Choice(values, nullable=nullable)}
 
 
 @attrs.frozen
@@ -74,7 +86,7 @@ class Route:
 class Binding:
     id: str
     route: Route
-    target_type: str
+    target_type: str = attrs.field(metadata=_enum(TARGET_TYPES))
     agent_id: str | None
     team_id: str | None
     target_member_name: str | None
@@ -86,14 +98,18 @@ class Binding:
         return (self.agent_id if self.target_type == "AGENT" else self.team_id) or ""
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class Attachment:
-    kind: str
-    url: str
-    mime_type: str | None = None
-    file_name: str | None = None
-    size_bytes: int | None = None
-    metadata: dict[str, Any] | None = None
+    """An attachment of an inbound message: stored as the gateway sent it, and itself the shape
+    that checks it (fields the gateway adds are ignored)."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    kind: str = wire(Text())
+    url: str = wire(Text())
+    mime_type: str | None = wire(OptionalText(), default=None)
+    file_name: str | None = wire(OptionalText(), default=None)
+    size_bytes: int | None = wire(Integer(minimum=0, nullable=True), default=None)
+    metadata: dict[str, Any] | None = wire(JsonObject(), default=None)
 
 
 @attrs.frozen
@@ -128,7 +144,7 @@ class Receipt:
     agent_id: str | None
     team_id: str | None
     received_at: _dt.datetime
-    ingress_state: str | None
+    ingress_state: str | None = attrs.field(metadata=_enum((ROUTED, UNBOUND), nullable=True))
     created_at: _dt.datetime
     updated_at: _dt.datetime
 
@@ -137,11 +153,11 @@ class Receipt:
 class ExternalSource:
     """The external-source metadata that travels with a queued message."""
 
-    provider: str
-    transport: str
+    provider: str = attrs.field(metadata=_enum(PROVIDERS))
+    transport: str = attrs.field(metadata=_enum(TRANSPORTS))
     account_id: str
     peer_id: str
-    peer_type: str
+    peer_type: str = attrs.field(metadata=_enum(PEER_TYPES))
     thread_id: str | None
     external_message_id: str
     routing_key: str
@@ -153,7 +169,7 @@ class InboxMessage:
     """A routed message waiting in its target's durable inbox until acknowledged."""
 
     id: str
-    target_type: str
+    target_type: str = attrs.field(metadata=_enum(TARGET_TYPES))
     target_id: str
     target_member_name: str | None
     binding_id: str
@@ -170,7 +186,7 @@ class DeliveryEvent:
     route: Route
     correlation_message_id: str | None
     callback_idempotency_key: str
-    status: str
+    status: str = attrs.field(metadata=_enum(DELIVERY_STATUSES))
     error_message: str | None
     metadata: dict[str, Any]
     created_at: _dt.datetime
@@ -189,7 +205,7 @@ class OutboxEntry:
     id: str
     callback_idempotency_key: str
     envelope: dict[str, Any]
-    status: str
+    status: str = attrs.field(metadata=_enum(OUTBOX_STATUSES))
     attempts: int
     due_at: _dt.datetime | None
     lease_owner: str | None

@@ -35,17 +35,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import attrs
 
 from domains.channel import codec, repository
+from domains.channel.commands import (
+    AckMessages,
+    BindTurn,
+    DeliveryReport,
+    InboundMessage,
+    InboxTarget,
+    PublishReply,
+    PutBinding,
+    RouteFields,
+)
 from domains.channel.models import (
     ALLOWED_PAIRS,
     CAPABILITIES,
     DEAD_LETTER,
-    DELIVERY_STATUSES,
     DISCORD_PEER,
     DISCORD_THREAD,
     DISPATCHING,
@@ -54,17 +63,11 @@ from domains.channel.models import (
     FAILED_RETRY,
     OUTBOX_PENDING,
     OUTBOX_SENT,
-    OUTBOX_STATUSES,
-    PEER_TYPES,
     PENDING,
-    PROVIDERS,
     ROUTED,
     SENT,
     STATUS_RANK,
-    TARGET_TYPES,
-    TRANSPORTS,
     UNBOUND,
-    Attachment,
     Binding,
     DeliveryEvent,
     ExternalSource,
@@ -80,6 +83,7 @@ from domains.channel.models import (
 )
 from domains.common import (
     Clock,
+    Limit,
     Page,
     check_limit,
     decode_cursor,
@@ -102,48 +106,18 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-# -- input rules --------------------------------------------------------------------------------
-def normalize_enum(value: Any, allowed: Iterable[str], field: str) -> str:
-    allowed = tuple(allowed)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field} is required: one of {', '.join(allowed)}", field=field)
-    word = value.strip().upper()
-    if word not in allowed:
-        raise ValidationError(
-            f"{field}={value!r} is not one of {', '.join(allowed)}", field=field
-        )
-    return word
-
-
-def _required_id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field} is required and must be a non-blank string", field=field)
-    return value
-
-
-def _optional_id(value: Any, field: str) -> str | None:
-    """None for absent, null or blank."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string or null", field=field)
-    return value if value.strip() else None
-
-
-def normalize_route(
-    provider: Any, transport: Any, account_id: Any, peer_id: Any, thread_id: Any = None
-) -> Route:
-    p = normalize_enum(provider, PROVIDERS, "provider")
-    t = normalize_enum(transport, TRANSPORTS, "transport")
+# -- rules that relate a body's fields (the fields themselves are checked by commands.py) -------
+def route_of(fields: RouteFields) -> Route:
+    """The route a checked body names: its provider x transport pair must be one of
+    CAPABILITIES, and a Discord peer or thread must be a Discord id."""
+    p, t, peer = fields.provider, fields.transport, fields.peer_id
     if (p, t) not in ALLOWED_PAIRS:
         raise ValidationError(
             f"transport {t} is not supported for provider {p}; supported pairs: "
             + ", ".join(sorted(f"{a}:{b}" for a, b in ALLOWED_PAIRS)),
             field="transport", code="UNSUPPORTED_TRANSPORT",
         )
-    account = _required_id(account_id, "accountId")
-    peer = _required_id(peer_id, "peerId")
-    thread = _optional_id(thread_id, "threadId") or ""
+    thread = fields.thread_id or ""
     if p == "DISCORD":
         if not DISCORD_PEER.match(peer):
             raise ValidationError(
@@ -157,7 +131,7 @@ def normalize_route(
             if not peer.startswith("channel:"):
                 raise ValidationError("a Discord threadId goes only with a channel: peer",
                                       field="threadId", code="INVALID_DISCORD_THREAD_ID")
-    return Route(p, t, account, peer, thread)
+    return Route(p, t, fields.account_id, peer, thread)
 
 
 def _ms(ts: _dt.datetime) -> _dt.datetime:
@@ -209,43 +183,34 @@ class ChannelService:
 
     # -- bindings (7.1) -------------------------------------------------------------------------
     @staticmethod
-    def etag(record: Any) -> str:
+    def etag(record: Binding) -> str:
         return etag_of(codec.to_json(record))
 
     def upsert_binding(
-        self,
-        *,
-        provider: Any,
-        transport: Any,
-        account_id: Any,
-        peer_id: Any,
-        thread_id: Any = None,
-        target_type: Any,
-        agent_id: Any = None,
-        team_id: Any = None,
-        target_member_name: Any = None,
-        expected_etag: str | None = None,
+        self, command: PutBinding, *, expected_etag: str | None = None
     ) -> tuple[Binding, bool]:
         """Create or replace the binding of a route: (binding, created)."""
-        route = normalize_route(provider, transport, account_id, peer_id, thread_id)
-        target = normalize_enum(target_type, TARGET_TYPES, "targetType")
+        route = route_of(command)
+        target = command.target_type
         if target not in CAPABILITIES[(route.provider, route.transport)]:
             raise ValidationError(
                 f"a {route.provider}:{route.transport} route cannot target a {target}",
                 field="targetType", code="UNSUPPORTED_TARGET",
             )
-        member = _optional_id(target_member_name, "targetMemberName")
+        member = command.target_member_name
+        agent: str | None
+        team: str | None
         if target == "AGENT":
-            agent = _required_id(agent_id, "agentId")
-            if _optional_id(team_id, "teamId") is not None:
+            agent = _required(command.agent_id, "agentId")
+            if command.team_id is not None:
                 raise ValidationError("teamId is for TEAM targets only", field="teamId")
             if member is not None:
                 raise ValidationError("targetMemberName is for TEAM targets only",
                                       field="targetMemberName")
             team = None
         else:
-            team = _required_id(team_id, "teamId")
-            if _optional_id(agent_id, "agentId") is not None:
+            team = _required(command.team_id, "teamId")
+            if command.agent_id is not None:
                 raise ValidationError("agentId is for AGENT targets only", field="agentId")
             agent = None
 
@@ -284,7 +249,7 @@ class ChannelService:
         with self.store.begin() as txn:
             return repository.binding_of_route(txn, route)
 
-    def list_bindings(self, *, limit: Any = None, cursor: str | None = None) -> Page[Binding]:
+    def list_bindings(self, *, limit: Limit = None, cursor: str | None = None) -> Page[Binding]:
         n = check_limit(limit)
         with self.store.begin() as txn:
             items, nxt = repository.index_page(
@@ -306,34 +271,21 @@ class ChannelService:
         self._write(fn)
 
     # -- ingress (7.2, 7.3) ---------------------------------------------------------------------
-    def envelope(
-        self,
-        *,
-        provider: Any,
-        transport: Any,
-        account_id: Any,
-        peer_id: Any,
-        thread_id: Any = None,
-        peer_type: Any,
-        external_message_id: Any,
-        content: str = "",
-        attachments: list[Attachment] | None = None,
-        received_at: _dt.datetime,
-        metadata: dict[str, Any] | None = None,
-    ) -> InboundEnvelope:
+    @staticmethod
+    def envelope(message: InboundMessage) -> InboundEnvelope:
         return InboundEnvelope(
-            route=normalize_route(provider, transport, account_id, peer_id, thread_id),
-            peer_type=normalize_enum(peer_type, PEER_TYPES, "peerType"),
-            external_message_id=_required_id(external_message_id, "externalMessageId"),
-            content=content,
-            attachments=list(attachments or []),
-            received_at=_ms(received_at),
-            metadata=dict(metadata or {}),
+            route=route_of(message),
+            peer_type=message.peer_type,
+            external_message_id=message.external_message_id,
+            content=message.content,
+            attachments=message.attachments,
+            received_at=_ms(message.received_at),
+            metadata=message.metadata or {},
         )
 
-    def ingest(self, **fields: Any) -> IngressResult:
+    def ingest(self, message: InboundMessage) -> IngressResult:
         """Process one inbound message in one write transaction (see domains.md 7.3)."""
-        env = self.envelope(**fields)
+        env = self.envelope(message)
         key = env.idempotency_key
 
         def fn(txn: Transaction) -> IngressResult:
@@ -404,16 +356,11 @@ class ChannelService:
         return m
 
     # -- inbox ----------------------------------------------------------------------------------
-    @staticmethod
-    def _target(target_type: Any, target_id: Any) -> tuple[str, str]:
-        return (normalize_enum(target_type, TARGET_TYPES, "targetType"),
-                _required_id(target_id, "targetId"))
-
     def inbox(
-        self, target_type: Any, target_id: Any, *, limit: Any = None, cursor: str | None = None
+        self, target: InboxTarget, *, limit: Limit = None, cursor: str | None = None
     ) -> Page[InboxMessage]:
         """The target's queued messages, oldest first."""
-        tt, tid = self._target(target_type, target_id)
+        tt, tid = target.target_type, target.target_id
         n = check_limit(limit)
         with self.store.begin() as txn:
             items, nxt = repository.index_page(
@@ -422,10 +369,10 @@ class ChannelService:
             )
         return Page(items, nxt)
 
-    def ack(self, target_type: Any, target_id: Any, message_ids: Iterable[str]) -> int:
+    def ack(self, target: InboxTarget, command: AckMessages) -> int:
         """Remove acknowledged messages of this target; unknown or foreign ids are skipped."""
-        tt, tid = self._target(target_type, target_id)
-        ids = list(dict.fromkeys(message_ids))
+        tt, tid = target.target_type, target.target_id
+        ids = list(dict.fromkeys(command.message_ids))
 
         def fn(txn: Transaction) -> int:
             n = 0
@@ -439,25 +386,11 @@ class ChannelService:
         return self._write(fn)
 
     # -- receipts (7.4) -------------------------------------------------------------------------
-    def bind_turn(
-        self,
-        *,
-        provider: Any,
-        transport: Any,
-        account_id: Any,
-        peer_id: Any,
-        thread_id: Any = None,
-        external_message_id: Any,
-        turn_id: Any,
-        agent_id: Any = None,
-        team_id: Any = None,
-    ) -> Receipt:
+    def bind_turn(self, command: BindTurn) -> Receipt:
         """Turn T (of agent A and/or team) answers message M: upsert M's receipt."""
-        route = normalize_route(provider, transport, account_id, peer_id, thread_id)
-        ext = _required_id(external_message_id, "externalMessageId")
-        turn = _required_id(turn_id, "turnId")
-        agent = _optional_id(agent_id, "agentId")
-        team = _optional_id(team_id, "teamId")
+        route = route_of(command)
+        ext, turn = command.external_message_id, command.turn_id
+        agent, team = command.agent_id, command.team_id
         if agent is None and team is None:
             raise ValidationError("agentId or teamId is required", field="agentId")
 
@@ -495,25 +428,26 @@ class ChannelService:
             return repository.latest_of_team(txn, team_id)
 
     # -- delivery events (7.7) ------------------------------------------------------------------
-    def record_delivery_event(
-        self,
-        *,
-        provider: Any,
-        transport: Any,
-        account_id: Any,
-        peer_id: Any,
-        thread_id: Any = None,
-        correlation_message_id: str | None,
-        callback_idempotency_key: str,
-        status: Any,
-        error_message: str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> DeliveryEvent:
-        """A gateway's report on a reply; the status never moves backwards."""
-        route = normalize_route(provider, transport, account_id, peer_id, thread_id)
-        new = normalize_enum(status, DELIVERY_STATUSES, "status")
-        key = _required_id(callback_idempotency_key, "callbackIdempotencyKey")
-        meta = dict(metadata or {})
+    def record_delivery_event(self, report: DeliveryReport) -> DeliveryEvent:
+        """A gateway's report on a reply; the status never moves backwards. Its key is
+        ``metadata.callbackIdempotencyKey``, else ``correlationMessageId``; its error message
+        ``errorMessage``, else a string ``metadata.errorMessage`` or ``metadata.error``."""
+        route = route_of(report)
+        new = report.status
+        meta = dict(report.metadata or {})
+        correlation_message_id = report.correlation_message_id
+        key: str | None = meta.get("callbackIdempotencyKey")  # non-blank when given (shape)
+        if key is None:
+            if correlation_message_id is None or not correlation_message_id.strip():
+                raise ValidationError(
+                    "correlationMessageId is required when metadata.callbackIdempotencyKey is "
+                    "absent", field="correlationMessageId",
+                )
+            key = correlation_message_id
+        error_message = report.error_message
+        if error_message is None:
+            error_message = next((meta[name] for name in ("errorMessage", "error")
+                                  if isinstance(meta.get(name), str)), None)
 
         def fn(txn: Transaction) -> DeliveryEvent:
             now = self._now()
@@ -553,13 +487,8 @@ class ChannelService:
         return e
 
     # -- reply publishing (7.5) -----------------------------------------------------------------
-    def publish_reply(self, *, agent_id: Any, turn_id: Any = None,
-                      reply_text: Any = None) -> ReplyResult:
-        agent = _required_id(agent_id, "agentId")
-        if turn_id is not None and not isinstance(turn_id, str):
-            raise ValidationError("turnId must be a string", field="turnId")
-        if reply_text is not None and not isinstance(reply_text, str):
-            raise ValidationError("replyText must be a string", field="replyText")
+    def publish_reply(self, command: PublishReply) -> ReplyResult:
+        agent, turn_id, reply_text = command.agent_id, command.turn_id, command.reply_text
         if not turn_id or not turn_id.strip():
             return ReplyResult(False, "TURN_ID_MISSING", None)
         key = callback_key(agent, turn_id)
@@ -623,13 +552,14 @@ class ChannelService:
 
     # -- outbox (7.6): what the worker does, and the operators' view ----------------------------
     def list_outbox(
-        self, *, status: Any = None, limit: Any = None, cursor: str | None = None
+        self, *, status: str | None = None, limit: Limit = None, cursor: str | None = None
     ) -> Page[OutboxEntry]:
-        """Outbox entries newest first, all or of one status."""
+        """Outbox entries newest first, all or of one status (one of OUTBOX_STATUSES, as
+        commands.OUTBOX_STATUS checks it)."""
         n = check_limit(limit)
         with self.store.begin() as txn:
-            if status not in (None, ""):
-                word = normalize_enum(status, OUTBOX_STATUSES, "status")
+            if status is not None:
+                word = status
                 items, nxt = repository.index_page(
                     txn, repository.OUTBOX, "status", (word,), limit=n, cursor=cursor,
                     keep=lambda o: o.status == word, reverse=True,
@@ -770,6 +700,12 @@ class ChannelService:
                                 last_error=error, updated_at=at)
 
         return self._finish(entry_id, owner, now, change)
+
+
+def _required(value: str | None, field: str) -> str:
+    if value is None:
+        raise ValidationError(f"{field} is required and must be a non-blank string", field=field)
+    return value
 
 
 def _bound_to(b: Binding, agent_id: str, source: Receipt) -> bool:

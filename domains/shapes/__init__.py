@@ -16,16 +16,19 @@ Declaring a shape::
         agent_id: str = wire(Text(max_bytes=255))           # JSON "agentId", UTF-8 byte limit
         kind: str | None = wire(Choice(KINDS, nullable=True), default=None)  # enum imported
         note: str | None | Unset = wire(OptionalText(), default=UNSET)  # PATCH: absent = UNSET
-        count: int = wire(Integer(minimum=0))              # also Number, TextList, TextMap,
+        count: int = wire(Integer(minimum=0))   # also Number, TextList, TextMap, Timestamp,
         nodes: list[Node] = wire(Many(Node), default=attrs.Factory(list))  # Many (nested)
 
     command = parse(CreateThing, body)       # ValidationError(code, detail, field) on bad input
     schema = json_schema(CreateThing)        # {"type": "object", "properties": ..., ...}
 
-A field without a default is required. JSON names are the camelCase of the attribute names. A
-body that is one of several shapes by the value of one field is a :class:`Variants`. Query
-parameters use the same rules (web/resources/doc.py ``query(name, rule)`` documents one, and
-web/http.py ``query_checked(req, name, rule)`` checks it), so they too are declared once.
+A field without a default is required. A shape refuses fields it does not declare, unless it
+says ``IGNORE_UNKNOWN: ClassVar[bool] = True`` (a body another party defines and extends: the
+gateway's envelope); its schema then allows additional properties. ``JsonObject`` keeps free
+JSON. JSON names are the camelCase of the attribute names. A body that is one of several
+shapes by the value of one field is a :class:`Variants`. Query parameters use the same rules
+(web/resources/doc.py ``query(name, rule)`` documents one, and web/http.py
+``query_checked(req, name, rule)`` checks it), so they too are declared once.
 
 Rules JSON Schema cannot say exactly are stated so that a schema-driven fuzzer (schemathesis in
 tests/security/test_fuzz_openapi.py) generates only what the server accepts, and so that a reader
@@ -45,7 +48,7 @@ Checking stays cheap: each shape's structure function is generated once (cattrs)
 rule of each field is one small Python call.
 """
 
-from domains.shapes.checking import Variants, parse
+from domains.shapes.checking import Variants, ignores_unknown_fields, parse
 from domains.shapes.description import json_schema
 from domains.shapes.rules import (
     MISSING,
@@ -54,6 +57,7 @@ from domains.shapes.rules import (
     Choice,
     Flag,
     Integer,
+    JsonObject,
     Many,
     Number,
     OptionalText,
@@ -61,13 +65,14 @@ from domains.shapes.rules import (
     Text,
     TextList,
     TextMap,
+    Timestamp,
     Unset,
     camel,
     wire,
 )
 
 __all__ = [
-    "MISSING", "NON_BLANK_PATTERN", "UNSET", "Choice", "Flag", "Integer", "Many", "Number",
-    "OptionalText", "Rule", "Text", "TextList", "TextMap", "Unset", "Variants", "camel",
-    "json_schema", "parse", "wire",
+    "MISSING", "NON_BLANK_PATTERN", "UNSET", "Choice", "Flag", "Integer", "JsonObject", "Many",
+    "Number", "OptionalText", "Rule", "Text", "TextList", "TextMap", "Timestamp", "Unset",
+    "Variants", "camel", "ignores_unknown_fields", "json_schema", "parse", "wire",
 ]

@@ -25,6 +25,7 @@ _converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=False)
 class _Parser:
     names: frozenset[str]
     read_only: tuple[str, ...]
+    lenient: bool
     rules: dict[str, Rule]
     structure: Callable[[Mapping[str, Any], type], Any]
 
@@ -50,25 +51,34 @@ def _parser(cls: type) -> _Parser:
         name = camel(a.name)
         rules[name] = rule
         overrides[a.name] = override(rename=name, struct_hook=_hook(rule, name))
+    lenient = ignores_unknown_fields(cls)
     structure: Callable[[Mapping[str, Any], type], Any] = make_dict_structure_fn(
-        cls, _converter, _cattrs_forbid_extra_keys=True, **overrides)
-    found = _Parser(frozenset(rules), tuple(getattr(cls, "READ_ONLY", ())), rules, structure)
+        cls, _converter, _cattrs_forbid_extra_keys=not lenient, **overrides)
+    found = _Parser(frozenset(rules), tuple(getattr(cls, "READ_ONLY", ())), lenient, rules,
+                    structure)
     _PARSERS[cls] = found
     return found
+
+
+def ignores_unknown_fields(cls: type) -> bool:
+    """Whether the shape ``cls`` ignores fields it does not declare (``IGNORE_UNKNOWN = True``:
+    a body another party defines and may extend, e.g. a gateway's envelope) instead of
+    refusing them with UNKNOWN_FIELD."""
+    return bool(getattr(cls, "IGNORE_UNKNOWN", False))
 
 
 def parse(cls: type[T], payload: Any, *, where: str | None = None) -> T:
     """``payload`` (parsed JSON) as an instance of the shape ``cls``, or ValidationError.
 
     Order of the checks: the body is an object; read-only fields (READ_ONLY_FIELD); unknown
-    fields (UNKNOWN_FIELD); then each field's rule. ``where`` names a nested object
-    (``nodes[0]``) in the error's field and detail."""
+    fields (UNKNOWN_FIELD, unless the shape ignores them); then each field's rule. ``where``
+    names a nested object (``nodes[0]``) in the error's field and detail."""
     parser = _PARSERS.get(cls) or _parser(cls)
     if type(payload) is not dict and not isinstance(payload, Mapping):
         if where is None:
             raise ValidationError("the body must be a JSON object", field=None)
         raise ValidationError(f"{where} must be an object", field=where)
-    if not parser.names.issuperset(payload):  # the refusals are rare: one set test first
+    if not parser.lenient and not parser.names.issuperset(payload):  # rare: one set test first
         _refuse_fields(parser, payload, where)
     try:
         return typing.cast(T, parser.structure(payload, cls))

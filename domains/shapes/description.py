@@ -24,6 +24,8 @@ def _type_schema(tp: Any) -> dict[str, Any]:
         return {"type": "integer"}
     if tp is float:
         return {"type": "number"}
+    if tp is Any:  # free JSON (a record's metadata)
+        return {}
     if tp is _dt.datetime:
         return {"type": "string", "format": "date-time"}
     origin = typing.get_origin(tp)
@@ -49,7 +51,7 @@ def json_schema(cls: type) -> dict[str, Any]:
 
     A field with a :class:`Rule` is described by it, and is required when it has no default. A
     field without one is described by its type and is always required (records answer every
-    field). Unknown properties are not allowed."""
+    field). Unknown properties are not allowed, unless the shape ignores them."""
     found = _SCHEMAS.get(cls)
     if found is not None:
         return found
@@ -66,7 +68,8 @@ def json_schema(cls: type) -> dict[str, Any]:
             properties[name] = rule.schema()
             if a.default is attrs.NOTHING:
                 required.append(name)
-    found = {"type": "object", "properties": properties, "additionalProperties": False}
+    lenient = bool(getattr(cls, "IGNORE_UNKNOWN", False))  # see checking.ignores_unknown_fields
+    found = {"type": "object", "properties": properties, "additionalProperties": lenient}
     if required:
         found["required"] = required
     _SCHEMAS[cls] = found

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
+import re
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -122,22 +124,36 @@ def _escape(c: str) -> str:
     return c if c.isalnum() else f"\\u{ord(c):04x}"
 
 
+#: ASCII letters to lower case, nothing else: what the ``[xX]`` classes of
+#: :func:`_insensitive_pattern` match (``str.lower`` would also fold e.g. the Kelvin sign).
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 @attrs.frozen
 class Choice(Rule):
-    """One of ``values``. ``case_insensitive``: trimmed and lower-cased first (the values are
-    lower case). ``nullable``: null (or absence) gives None."""
+    """One of ``values``. ``case_insensitive``: trimmed and matched regardless of the case of
+    its ASCII letters, giving the declared value (``" agent "`` → ``"AGENT"``). ``nullable``:
+    null (or absence) gives None."""
 
     values: tuple[str, ...]
     case_insensitive: bool = False
     nullable: bool = False
+    folded: dict[str, str] = attrs.field(init=False, eq=False, repr=False)
+
+    @folded.default
+    def _fold_values(self) -> dict[str, str]:
+        return {v.translate(_ASCII_LOWER): v for v in self.values}
 
     def check(self, value: Any, field: str) -> str | None:
         if self.nullable and (value is None or value is MISSING):
             return None
         if type(value) is str:
-            found = value.strip().lower() if self.case_insensitive else value
-            if found in self.values:
-                return found
+            if value in self.values:  # the declared spelling: the common case, and cheap
+                return value
+            if self.case_insensitive:
+                found = self.folded.get(value.strip().translate(_ASCII_LOWER))
+                if found is not None:
+                    return found
         raise ValidationError(f"{field} must be one of {', '.join(self.values)}", field=field)
 
     def schema(self) -> dict[str, Any]:
@@ -167,12 +183,16 @@ class Flag(Rule):
 
 @attrs.frozen
 class Integer(Rule):
-    """A JSON integer (not a boolean, not 1.0) within [minimum, maximum] when given."""
+    """A JSON integer (not a boolean, not 1.0) within [minimum, maximum] when given.
+    ``nullable``: null (or absence) gives None."""
 
     minimum: int | None = None
     maximum: int | None = None
+    nullable: bool = False
 
-    def check(self, value: Any, field: str) -> int:
+    def check(self, value: Any, field: str) -> int | None:
+        if self.nullable and (value is None or value is MISSING):
+            return None
         if type(value) is not int:
             raise ValidationError(f"{field} is required and must be an integer", field=field)
         if (self.minimum is not None and value < self.minimum) or \
@@ -182,7 +202,7 @@ class Integer(Rule):
         return value
 
     def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "integer"}
+        out: dict[str, Any] = {"type": ["integer", "null"] if self.nullable else "integer"}
         if self.minimum is not None:
             out["minimum"] = self.minimum
         if self.maximum is not None:
@@ -230,17 +250,84 @@ class TextMap(Rule):
 
 @attrs.frozen
 class TextList(Rule):
-    """A list of strings; null or absence gives ``[]``."""
+    """A list of strings; null or absence gives ``[]`` unless ``required``; at most
+    ``max_items`` when given."""
+
+    required: bool = False
+    max_items: int | None = None
 
     def check(self, value: Any, field: str) -> list[str]:
-        if value is None or value is MISSING:
+        if (value is None or value is MISSING) and not self.required:
             return []
         if type(value) is not list or not all(type(v) is str for v in value):
             raise ValidationError(f"{field} must be a list of strings", field=field)
+        if self.max_items is not None and len(value) > self.max_items:
+            raise ValidationError(f"at most {self.max_items} {field} at once", field=field)
         return list(value)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": ["array", "null"], "items": {"type": "string"}}
+        out: dict[str, Any] = {"type": "array" if self.required else ["array", "null"],
+                               "items": {"type": "string"}}
+        if self.max_items is not None:
+            out["maxItems"] = self.max_items
+        return out
+
+
+@attrs.frozen
+class Timestamp(Rule):
+    """An RFC 3339 date-time (``2026-02-22T10:15:30.123Z``, any offset; kept as UTC) or a date
+    ``YYYY-MM-DD`` (midnight UTC): what JSON Schema's formats ``date-time`` and ``date`` say."""
+
+    def check(self, value: Any, field: str) -> _dt.datetime:
+        if type(value) is str and _TIMESTAMP_FORM.fullmatch(value):
+            try:
+                if value[-1] == "Z" and value[10] == "T":  # UTC as the gateway writes it
+                    return _dt.datetime.fromisoformat(value)
+                if len(value) == 10:
+                    d = _dt.date.fromisoformat(value)
+                    return _dt.datetime(d.year, d.month, d.day, tzinfo=_dt.UTC)
+                text = value.upper()
+                if text.endswith("Z"):
+                    text = text[:-1] + "+00:00"
+                return _dt.datetime.fromisoformat(text).astimezone(_dt.UTC)
+            except (ValueError, OverflowError):  # a 13th month; a UTC instant before year 1
+                pass
+        raise ValidationError(
+            f"{field} must be an RFC 3339 timestamp (2026-02-22T10:15:30Z) or YYYY-MM-DD",
+            field=field)
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "string", "format": "date-time"},
+                          {"type": "string", "format": "date"}]}
+
+
+_TIMESTAMP_FORM = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2}))?")
+
+
+@attrs.frozen
+class JsonObject(Rule):
+    """Any JSON object, kept as given (``metadata``); null or absence gives None. ``known``:
+    rules of some of its keys, checked when present (``metadata.callbackIdempotencyKey``)."""
+
+    known: dict[str, Rule] = attrs.field(factory=dict)
+
+    def check(self, value: Any, field: str) -> dict[str, Any] | None:
+        if value is None or value is MISSING:
+            return None
+        if type(value) is not dict:
+            raise ValidationError(f"{field} must be a JSON object", field=field)
+        for name, rule in self.known.items():
+            if name in value:
+                rule.check(value[name], f"{field}.{name}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": ["object", "null"]}
+        if self.known:
+            out["properties"] = {name: rule.schema() for name, rule in self.known.items()}
+        return out
 
 
 @attrs.frozen

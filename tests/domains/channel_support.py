@@ -9,8 +9,20 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from domains.channel import codec, signing
-from domains.channel.service import ChannelService
+from domains.channel import signing
+from domains.channel.commands import (
+    OUTBOX_STATUS,
+    AckMessages,
+    BindTurn,
+    InboundMessage,
+    InboxTarget,
+    PublishReply,
+    PutBinding,
+    RouteFields,
+)
+from domains.channel.models import Route
+from domains.channel.service import ChannelService, route_of
+from domains.shapes import camel, parse
 
 ROUTE = {"provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "acc-1",
          "peerId": "peer-1"}
@@ -56,20 +68,85 @@ class FloatClock:
             self.now += seconds
 
 
-def ingest(service: ChannelService, **overrides: Any) -> Any:
-    return service.ingest(**codec.parse_envelope({**ENVELOPE, **overrides}))
+def _body(fields: dict[str, Any]) -> dict[str, Any]:
+    return {camel(name): value for name, value in fields.items()}
 
 
-def bind_agent(service: ChannelService, agent_id: str = "agent-1", **route: Any) -> Any:
-    return service.upsert_binding(**{**ROUTE_ARGS, **route}, target_type="AGENT",
-                                  agent_id=agent_id)[0]
+class KeywordCommands:
+    """A ChannelService whose command methods take keyword arguments (snake_case) in place of
+    the typed command: they become the JSON body of the method's shape, parsed as the web layer
+    parses it, so the domain tests prove the shapes' checks and the service's rules together.
+    Every other attribute is the service's own."""
+
+    def __init__(self, service: ChannelService) -> None:
+        self.service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.service, name)
+
+    def upsert_binding(self, *, expected_etag: str | None = None, **fields: Any) -> Any:
+        return self.service.upsert_binding(parse(PutBinding, _body(fields)),
+                                           expected_etag=expected_etag)
+
+    def ingest(self, **fields: Any) -> Any:
+        return self.service.ingest(parse(InboundMessage, _body(fields)))
+
+    def bind_turn(self, **fields: Any) -> Any:
+        return self.service.bind_turn(parse(BindTurn, _body(fields)))
+
+    def publish_reply(self, **fields: Any) -> Any:
+        return self.service.publish_reply(parse(PublishReply, _body(fields)))
+
+    def inbox(self, target_type: Any, target_id: Any, **page: Any) -> Any:
+        return self.service.inbox(_target(target_type, target_id), **page)
+
+    def ack(self, target_type: Any, target_id: Any, message_ids: Any) -> Any:
+        return self.service.ack(_target(target_type, target_id),
+                                parse(AckMessages, {"messageIds": message_ids}))
+
+    def list_outbox(self, *, status: Any = None, **page: Any) -> Any:
+        checked = None if status in (None, "") else OUTBOX_STATUS.check(status, "status")
+        return self.service.list_outbox(status=checked, **page)
 
 
-def routed_turn(service: ChannelService, message_id: str, turn_id: str,
+def normalize_route(provider: str, transport: str, account_id: str, peer_id: str,
+                    thread_id: str | None = None) -> Route:
+    """The route of five values, checked as a body's route fields are (the shape, then the
+    service's rules between them)."""
+    return route_of(parse(RouteFields, {
+        "provider": provider, "transport": transport, "accountId": account_id,
+        "peerId": peer_id, "threadId": thread_id}))
+
+
+def _target(target_type: Any, target_id: Any) -> InboxTarget:
+    return parse(InboxTarget, {"targetType": target_type, "targetId": target_id})
+
+
+def keyword_service(store: Any, **options: Any) -> Any:
+    """A ChannelService over ``store`` driven with keyword arguments (:class:`KeywordCommands`)."""
+    return KeywordCommands(ChannelService(store, **options))
+
+
+def ingest(service: Any, **overrides: Any) -> Any:
+    """An inbound message, as the gateway's JSON (ENVELOPE with ``overrides``)."""
+    target = service.service if isinstance(service, KeywordCommands) else service
+    return target.ingest(parse(InboundMessage, {**ENVELOPE, **overrides}))
+
+
+def bind_agent(service: Any, agent_id: str = "agent-1", **route: Any) -> Any:
+    return _keywords(service).upsert_binding(**{**ROUTE_ARGS, **route}, target_type="AGENT",
+                                             agent_id=agent_id)[0]
+
+
+def _keywords(service: Any) -> KeywordCommands:
+    return service if isinstance(service, KeywordCommands) else KeywordCommands(service)
+
+
+def routed_turn(service: Any, message_id: str, turn_id: str,
                 agent_id: str = "agent-1") -> None:
     """Message ``message_id`` was routed to the agent, and turn ``turn_id`` answers it."""
     ingest(service, externalMessageId=message_id)
-    service.bind_turn(**ROUTE_ARGS, external_message_id=message_id, turn_id=turn_id,
+    _keywords(service).bind_turn(**ROUTE_ARGS, external_message_id=message_id, turn_id=turn_id,
                       agent_id=agent_id)
 
 

@@ -11,8 +11,10 @@ import pytest
 
 from domains import channel
 from domains.channel import codec, repository
-from domains.channel.service import ChannelService, next_status, normalize_route
+from domains.channel.commands import DeliveryReport, InboundMessage
+from domains.channel.service import ChannelService, next_status
 from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
+from domains.shapes import parse
 from engine import Store
 from engine.indexes import TtlSweeper, check
 from tests.domains.channel_support import (
@@ -21,6 +23,8 @@ from tests.domains.channel_support import (
     ManualClock,
     bind_agent,
     ingest,
+    keyword_service,
+    normalize_route,
     routed_turn,
 )
 
@@ -32,7 +36,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def svc(store: Store, clock: ManualClock) -> ChannelService:
-    return ChannelService(store, clock=clock, callback_configured=True)
+    return keyword_service(store, clock=clock, callback_configured=True)
 
 
 def race(n: int, fn: Any) -> list[Any]:
@@ -262,7 +266,7 @@ def test_bound_then_a_second_message(svc: ChannelService) -> None:
 
 
 def test_routed_word_is_a_setting(store: Store) -> None:
-    svc = ChannelService(store, ingress_routed_disposition="ACCEPTED")
+    svc = keyword_service(store, ingress_routed_disposition="ACCEPTED")
     bind_agent(svc)
     assert ingest(svc).disposition == "ACCEPTED"
     assert svc.receipt(normalize_route(**ROUTE_ARGS), "m-1").ingress_state == "ROUTED"
@@ -333,7 +337,7 @@ def test_sixty_four_concurrent_deliveries_route_once(svc: ChannelService, store:
 
 
 def test_idempotency_keys_expire_and_are_swept(store: Store, clock: ManualClock) -> None:
-    svc = ChannelService(store, clock=clock, ingress_idempotency_ttl_s=60)
+    svc = keyword_service(store, clock=clock, ingress_idempotency_ttl_s=60)
     bind_agent(svc)
     assert ingest(svc).disposition == "ROUTED"
     clock.advance(59)
@@ -354,7 +358,7 @@ def test_idempotency_keys_expire_and_are_swept(store: Store, clock: ManualClock)
 
 def test_an_expired_key_counts_as_new_even_before_the_sweep(store: Store,
                                                             clock: ManualClock) -> None:
-    svc = ChannelService(store, clock=clock, ingress_idempotency_ttl_s=10)
+    svc = keyword_service(store, clock=clock, ingress_idempotency_ttl_s=10)
     bind_agent(svc)
     assert ingest(svc).disposition == "ROUTED"
     clock.advance(11)
@@ -363,7 +367,7 @@ def test_an_expired_key_counts_as_new_even_before_the_sweep(store: Store,
 
 
 def test_a_ttl_of_zero_never_expires(store: Store, clock: ManualClock) -> None:
-    svc = ChannelService(store, clock=clock, ingress_idempotency_ttl_s=0)
+    svc = keyword_service(store, clock=clock, ingress_idempotency_ttl_s=0)
     bind_agent(svc)
     assert ingest(svc).disposition == "ROUTED"
     clock.advance(10 * 365 * 86400)
@@ -454,9 +458,9 @@ def test_status_order() -> None:
 
 def test_gateway_delivery_events(svc: ChannelService, store: Store) -> None:
     def post(**body: Any) -> Any:
-        return svc.record_delivery_event(**codec.parse_delivery_event(
-            {"provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "acc-1",
-             "peerId": "peer-1", "correlationMessageId": "m-1", "unknown": 1, **body}))
+        return svc.record_delivery_event(parse(DeliveryReport, {
+            "provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "acc-1",
+            "peerId": "peer-1", "correlationMessageId": "m-1", "unknown": 1, **body}))
 
     e = post(status="sent", metadata={"callbackIdempotencyKey": "k1"})
     assert (e.callback_idempotency_key, e.status, e.error_message) == ("k1", "SENT", None)
@@ -486,8 +490,8 @@ def test_gateway_delivery_events(svc: ChannelService, store: Store) -> None:
 
 # -- reply publishing (7.5) -----------------------------------------------------------------------
 def test_reply_gates_in_order(store: Store, clock: ManualClock) -> None:
-    svc = ChannelService(store, clock=clock, callback_configured=True)
-    off = ChannelService(store, clock=clock, callback_configured=False)
+    svc = keyword_service(store, clock=clock, callback_configured=True)
+    off = keyword_service(store, clock=clock, callback_configured=False)
 
     def reason(service: ChannelService = svc, **kw: Any) -> str | None:
         args = {"agent_id": "agent-1", "turn_id": "t-1", "reply_text": "hi", **kw}
@@ -555,7 +559,7 @@ def test_publish_writes_event_and_outbox_in_one_transaction(svc: ChannelService,
 
 
 def test_callback_key_expires(store: Store, clock: ManualClock) -> None:
-    svc = ChannelService(store, clock=clock, callback_configured=True,
+    svc = keyword_service(store, clock=clock, callback_configured=True,
                          callback_idempotency_ttl_s=5)
     bind_agent(svc)
     routed_turn(svc, "m-1", "t-1")
@@ -582,4 +586,4 @@ def test_a_team_member_replies_for_its_team(svc: ChannelService) -> None:
 
 
 def test_ingress_envelope_constant_is_what_the_gateway_sends() -> None:
-    assert codec.parse_envelope(dict(ENVELOPE))["thread_id"] is None
+    assert parse(InboundMessage, dict(ENVELOPE)).thread_id is None

@@ -11,15 +11,18 @@ from typing import Any
 
 import pytest
 
+from domains.channel.commands import DeliveryReport
 from domains.channel.outbox import OutboxWorker
 from domains.channel.service import ChannelService
 from domains.errors import ConflictError, NotFoundError, ValidationError
+from domains.shapes import parse
 from engine import Store
 from tests.domains.channel_support import (
     FloatClock,
     GatewayStub,
     ManualClock,
     bind_agent,
+    keyword_service,
     routed_turn,
 )
 
@@ -28,7 +31,7 @@ SECRET = "callback-secret"
 
 @pytest.fixture
 def svc(store: Store) -> ChannelService:
-    return ChannelService(store, clock=ManualClock(), callback_configured=True)
+    return keyword_service(store, clock=ManualClock(), callback_configured=True)
 
 
 @pytest.fixture
@@ -275,7 +278,7 @@ def test_the_outbox_summary_counts_states_and_ages_the_oldest_pending(
     store: Store, gateway: GatewayStub
 ) -> None:
     clock = ManualClock()
-    svc = ChannelService(store, clock=clock, callback_configured=True)
+    svc = keyword_service(store, clock=clock, callback_configured=True)
     empty = svc.outbox_summary()
     assert empty.counts == {"PENDING": 0, "DISPATCHING": 0, "SENT": 0, "FAILED_RETRY": 0,
                             "DEAD_LETTER": 0}
@@ -350,9 +353,10 @@ def test_a_delivered_event_is_not_overwritten_by_the_workers_sent(
     svc: ChannelService, gateway: GatewayStub
 ) -> None:
     [key] = publish(svc, 1)
-    svc.record_delivery_event(provider="WHATSAPP", transport="BUSINESS_API", account_id="acc-1",
-                              peer_id="peer-1", correlation_message_id="m-0",
-                              callback_idempotency_key=key, status="DELIVERED")
+    svc.record_delivery_event(parse(DeliveryReport, {
+        "provider": "WHATSAPP", "transport": "BUSINESS_API", "accountId": "acc-1",
+        "peerId": "peer-1", "correlationMessageId": "m-0",
+        "metadata": {"callbackIdempotencyKey": key}, "status": "DELIVERED"}))
     make_worker(svc, gateway, FloatClock()).run_once()
     assert svc.delivery_event(key).status == "DELIVERED"
 

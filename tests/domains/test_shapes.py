@@ -19,12 +19,14 @@ from domains.shapes import (
     Choice,
     Flag,
     Integer,
+    JsonObject,
     Many,
     Number,
     OptionalText,
     Text,
     TextList,
     TextMap,
+    Timestamp,
     Unset,
     Variants,
     json_schema,
@@ -175,3 +177,66 @@ def test_variants_choose_the_shape_by_one_field() -> None:
             TRANSPORTS.parse(payload)
         assert (err.value.code, err.value.field) == (code, field)
     assert TRANSPORTS.schema()["oneOf"] == [json_schema(Local), json_schema(Remote)]
+
+
+# -- the second wave's rules (the external channel) ------------------------------------------
+@attrs.frozen(kw_only=True)
+class Envelope:
+    """A body another party defines: unknown fields are ignored, also in its attachments."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    kind: str = wire(Choice(("USER", "GROUP"), case_insensitive=True))
+    at: Any = wire(Timestamp())
+    meta: dict[str, Any] | None = wire(JsonObject(known={"key": Text()}), default=None)
+    size: int | None = wire(Integer(minimum=0, nullable=True), default=None)
+    ids: list[str] = wire(TextList(required=True, max_items=2))
+    parts: list[Item] = wire(Many(Item), default=attrs.Factory(list))
+
+
+def test_an_envelope_ignores_unknown_fields_and_checks_known_ones() -> None:
+    got = parse(Envelope, {"kind": " user\t", "at": "2026-02-22T10:15:30.5+02:00",
+                           "meta": {"key": "k", "other": [1]}, "ids": ["a"], "future": {"x": 1}})
+    assert (got.kind, got.meta, got.size, got.ids) == ("USER", {"key": "k", "other": [1]}, None,
+                                                       ["a"])
+    assert got.at.isoformat() == "2026-02-22T08:15:30.500000+00:00"
+    assert parse(Envelope, {"kind": "GROUP", "at": "2026-02-22", "ids": [],
+                            "size": None}).at.isoformat() == "2026-02-22T00:00:00+00:00"
+    assert json_schema(Envelope)["additionalProperties"] is True
+    assert json_schema(Item)["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"kind": "ROBOT"}, "kind"), ({"kind": None}, "kind"),
+    ({"at": "yesterday"}, "at"), ({"at": "2026-02-22T10:15:30"}, "at"),  # no offset
+    ({"at": " 2026-02-22T10:15:30Z"}, "at"), ({"at": "2026-13-01"}, "at"), ({"at": 5}, "at"),
+    ({"meta": []}, "meta"), ({"meta": {"key": " "}}, "meta.key"), ({"size": -1}, "size"),
+    ({"size": True}, "size"), ({"ids": None}, "ids"), ({"ids": ["a", "b", "c"]}, "ids"),
+    ({"ids": [1]}, "ids"),
+])
+def test_envelope_refusals_name_the_field(override: dict[str, Any], field: str) -> None:
+    body = {"kind": "USER", "at": "2026-02-22T10:15:30Z", "ids": [], **override}
+    with pytest.raises(ValidationError) as err:
+        parse(Envelope, body)
+    assert err.value.field == field
+
+
+def test_upper_case_choice_folds_only_ascii_letters_as_its_pattern_does() -> None:
+    rule = Choice(("USER", "GROUP"), case_insensitive=True)
+    pattern = re.compile(rule.schema()["pattern"])
+    for value in ("user", " User ", "GROUP", "gRoUp\n"):
+        assert rule.check(value, "kind") in ("USER", "GROUP") and pattern.search(value)
+    for value in ("u\u017fer", "USERS", ""):  # "ſ".upper() == "S", but the pattern says no
+        with pytest.raises(ValidationError):
+            rule.check(value, "kind")
+        assert not pattern.search(value)
+
+
+def test_timestamp_and_list_schemas_say_the_rules() -> None:
+    assert Timestamp().schema() == {"anyOf": [{"type": "string", "format": "date-time"},
+                                              {"type": "string", "format": "date"}]}
+    assert TextList(required=True, max_items=2).schema() == {
+        "type": "array", "items": {"type": "string"}, "maxItems": 2}
+    assert Integer(minimum=0, nullable=True).schema() == {"type": ["integer", "null"],
+                                                          "minimum": 0}
+    assert JsonObject(known={"key": Text()}).schema()["properties"]["key"]["pattern"] == \
+        NON_BLANK_PATTERN

@@ -90,7 +90,9 @@ def fill_domains(store: Store) -> list[str]:
     Returns the domains filled through services."""
     import datetime as dt
 
+    from domains.common import format_timestamp
     from domains.registry import build_services
+    from tests.domains.channel_support import KeywordCommands
     from tests.domains.json_commands import (
         AGENT_DEFINITIONS,
         AGENT_TEAMS,
@@ -122,14 +124,15 @@ def fill_domains(store: Store) -> list[str]:
     services.token_usage.record({"agentId": "run-2", "role": "user", "tokenCount": 3})
     JsonCommands(services.artifacts, ARTIFACTS).create({"agentId": "run-1",
                                                         "path": "out/chart.png"})
-    channel = services.channel
+    assert services.channel is not None
+    channel = KeywordCommands(services.channel)
     route = {"provider": "TELEGRAM", "transport": "BUSINESS_API", "account_id": "acc",
              "peer_id": "peer-1"}
     channel.upsert_binding(**route, target_type="AGENT", agent_id="agent-1")
     now = dt.datetime.now(dt.UTC)
     for message_id in ("m1", "m2", "m1"):  # the second m1 is a duplicate
         channel.ingest(**route, peer_type="USER", external_message_id=message_id,
-                       content="hello", received_at=now)
+                       content="hello", received_at=format_timestamp(now))
     channel.bind_turn(**route, external_message_id="m1", turn_id="turn-1", agent_id="agent-1")
     reply = channel.publish_reply(agent_id="agent-1", turn_id="turn-1", reply_text="hi")
     assert reply.published, reply

@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 
 from domains.channel.outbox import OutboxWorker
-from domains.channel.service import ChannelService
-from tests.domains.channel_support import FloatClock, GatewayStub, bind_agent, routed_turn
+from tests.domains.channel_support import (
+    FloatClock,
+    GatewayStub,
+    bind_agent,
+    keyword_service,
+    routed_turn,
+)
 from tests.tools.helpers import flags, tool
 
 
 def test_list_and_put_back_a_dead_letter(make_store, backend, capsys):
     loc = make_store.location(backend)
     store = make_store.open(backend, loc)
-    svc = ChannelService(store, callback_configured=True)
+    svc = keyword_service(store, callback_configured=True)
     bind_agent(svc)
     for i in range(3):
         routed_turn(svc, f"m-{i}", f"t-{i}")
@@ -56,7 +61,7 @@ def test_list_and_put_back_a_dead_letter(make_store, backend, capsys):
     assert (back["id"], back["status"], back["attempts"]) == ("1", "PENDING", 0)
 
     store = make_store.open(backend, loc)
-    svc = ChannelService(store)
+    svc = keyword_service(store)
     assert svc.outbox_entry("1").status == "PENDING"
     assert svc.delivery_event("external-reply:agent-1:t-0").status == "PENDING"
     store.close()

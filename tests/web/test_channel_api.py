@@ -328,3 +328,64 @@ def test_openapi_documents_the_channel_routes(client: falcon.testing.TestClient)
         assert method in paths[path], path
     assert paths[INGRESS]["post"]["security"] == []
     assert "401" in paths[INGRESS]["post"]["responses"]
+
+
+# -- the shapes over HTTP -------------------------------------------------------------------------
+def test_enums_in_any_case_and_the_limits_the_document_states(
+    client: falcon.testing.TestClient
+) -> None:
+    put_binding(client, provider=" whatsapp ", transport="business_api", targetType="Agent")
+    routed = client.simulate_post(INGRESS, json={**ENVELOPE, "peerType": "user",
+                                                 "provider": "WhatsApp"})
+    assert routed.status_code == 202 and routed.json["disposition"] == "ROUTED"
+    assert routed.json["idempotencyKey"].startswith("WHATSAPP:BUSINESS_API:")
+    for when in ("2026-02-22T10:15:30", "22/02/2026", " 2026-02-22T10:15:30Z"):
+        assert error_of(client.simulate_post(INGRESS, json={**ENVELOPE, "receivedAt": when}),
+                        400)["field"] == "receivedAt", when
+    ack = "/rest/api/channel-inbox/AGENT/agent-1/ack"
+    assert error_of(client.simulate_post(ack, json={"messageIds": ["1"] * 1001}),
+                    400)["field"] == "messageIds"
+    assert client.simulate_post(ack, json={"messageIds": ["x"] * 1000}).json == {
+        "acknowledged": 0}
+    assert error_of(client.simulate_post(ack, json={}), 400)["field"] == "messageIds"
+
+
+def test_the_document_is_generated_from_the_shapes_and_the_capabilities(
+    client: falcon.testing.TestClient
+) -> None:
+    from domains.channel.commands import AckMessages, PutBinding
+    from domains.channel.models import CAPABILITIES, PROVIDERS, TRANSPORTS
+    from domains.shapes import json_schema
+
+    doc = client.simulate_get("/openapi.json").json
+    components = doc["components"]["schemas"]
+    assert components["PutBinding"] == json_schema(PutBinding)
+    assert components["AckMessages"]["properties"]["messageIds"]["maxItems"] == 1000
+    provider = components["PutBinding"]["properties"]["provider"]
+    assert provider["x-enumCaseInsensitive"] == list(PROVIDERS)
+    assert components["PutBinding"]["properties"]["transport"]["x-enumCaseInsensitive"] == \
+        list(TRANSPORTS)
+    capability = doc["paths"]["/rest/api/channel-capabilities"]["get"]["responses"]["200"]
+    item = capability["content"]["application/json"]["schema"]["properties"]["items"]["items"]
+    assert item["properties"]["provider"]["enum"] == list(PROVIDERS)
+    assert len(client.simulate_get("/rest/api/channel-capabilities").json["items"]) == \
+        len(CAPABILITIES)
+    message = doc["paths"][INGRESS]["post"]["requestBody"]["content"]["application/json"]
+    assert components[message["schema"]["$ref"].rsplit("/", 1)[1]]["additionalProperties"] \
+        is True  # the gateway's envelope: unknown fields are ignored
+    assert json_schema(AckMessages)["additionalProperties"] is False
+
+
+def test_a_lone_surrogate_escape_is_refused_after_the_signature_and_stores_nothing(
+    signed_client: falcon.testing.TestClient
+) -> None:
+    put_binding(signed_client)
+    raw = json.dumps({**ENVELOPE, "content": "\ud800"}).encode()  # json.dumps writes \ud800
+    assert b"\\ud800" in raw
+    error_of(signed_client.simulate_post(INGRESS, body=raw, headers={
+        "Content-Type": "application/json"}), 401, "MISSING_SIGNATURE")
+    error_of(post_signed(signed_client, INGRESS, raw), 400, "MALFORMED_JSON")
+    inbox = signed_client.simulate_get("/rest/api/channel-inbox/AGENT/agent-1").json
+    assert inbox["items"] == []
+    assert post_signed(signed_client, INGRESS, json.dumps(ENVELOPE).encode()).json[
+        "disposition"] == "ROUTED"

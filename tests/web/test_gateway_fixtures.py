@@ -24,9 +24,8 @@ import pytest
 
 from domains.channel import signing
 from domains.channel.outbox import OutboxWorker
-from domains.channel.service import ChannelService
 from engine import Store
-from tests.domains.channel_support import FloatClock, GatewayStub
+from tests.domains.channel_support import FloatClock, GatewayStub, keyword_service
 
 SECRET = "gateway-secret"
 INGRESS = "/rest/api/channel-ingress/v1/messages"
@@ -180,7 +179,7 @@ def test_the_reply_envelope_is_the_one_the_gateway_accepted(store: Store) -> Non
     envelope = json.loads(accepted)
     routed = json.loads(fixture_bytes("ingress-routed-unicode.json"))
     agent, turn = "agent-A", envelope["metadata"]["turnId"]
-    svc = ChannelService(store, callback_configured=True)
+    svc = keyword_service(store, callback_configured=True)
     route = {"provider": routed["provider"], "transport": routed["transport"],
              "account_id": routed["accountId"], "peer_id": routed["peerId"]}
     svc.upsert_binding(**route, target_type="AGENT", agent_id=agent)

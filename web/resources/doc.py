@@ -73,8 +73,10 @@ def query(name: str, schema: dict[str, Any] | Rule | None = None, required: bool
     return param
 
 
-def path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": STR}
+def path_param(name: str, rule: Rule | None = None) -> dict[str, Any]:
+    """A path parameter, any string unless a shape rule says more (its JSON Schema is used)."""
+    return {"name": name, "in": "path", "required": True,
+            "schema": STR if rule is None else rule.schema()}
 
 
 LIST_PARAMS = [{"$ref": "#/components/parameters/limit"},
