@@ -1,23 +1,25 @@
 """PostgreSQL (``PostgresStore``): psycopg 3.
 
-Several server processes may share one database, so the single-writer rule that LMDB and SQLite get
-from a file lock is taken from the database instead: every write transaction starts with
-``pg_advisory_xact_lock(ADVISORY_LOCK_KEY)`` and runs at READ COMMITTED. Writers are serialised
-across every process and machine, and because the lock is taken before the transaction's first read
-and released only after the previous holder's commit became visible, each statement sees everything
-committed before the lock was granted: read-modify-write cannot lose an update. Insert-if-absent is
-``INSERT ... ON CONFLICT DO NOTHING`` (its row count tells the winner), which is atomic even without
-the lock. Read transactions run REPEATABLE READ READ ONLY (one snapshot, taken at begin) and never
-take the lock, so readers never wait for writers. Why not SERIALIZABLE without the lock: it would
-surface serialization failures to every caller, and the engine's interface has no retry loop.
+Several server processes (on several hosts) may share one database, and their write transactions
+run in parallel: each runs at SERIALIZABLE, so PostgreSQL's serializable snapshot isolation (SSI)
+tracks every read of it, point reads and scans alike (predicate locks on the index pages a scan
+visits cover the keys it did not find), and fails one of two transactions whose reads and writes
+could not have happened one after the other. That failure (SQLSTATE 40001, or a deadlock 40P01)
+is ``WriteConflictError``: nothing of the transaction was applied, and the caller runs it again
+(``engine.indexes.transact`` does, with bounded, jittered attempts). Read-modify-write therefore
+cannot lose an update, and transactions on disjoint keys commit side by side. SSI may also fail a
+transaction that did not really conflict (keys on one index page; it tracks pages, not keys):
+that costs a retry, never correctness. Insert-if-absent is ``INSERT ... ON CONFLICT DO NOTHING``
+(RETURNING names the winner); when the key was inserted by a transaction that committed after our
+snapshot, SERIALIZABLE raises a serialization failure rather than answering from a stale view.
 
-Scaling limit of that choice: one write transaction at a time per database, across all processes.
-A writer waits for the previous one's round trips and commit flush, so write throughput is bounded
-by about 1 / (round trips + fsync) of one transaction (hundreds to a few thousand per second on
-one LAN), however many server processes there are; reads scale with the server. Keep write
-transactions short (no network calls inside them). ``lock_timeout`` (default 30 s) bounds the wait
-(StoreLockedError), and ``idle_in_transaction_session_timeout`` makes the server kill a session
-that holds the lock while idle (a hung client), so one stuck process cannot stop every writer.
+Read transactions run REPEATABLE READ READ ONLY (one snapshot, taken at begin): they never wait
+for writers and never fail. Until 2026-12 every write transaction took one advisory lock for the
+whole database; that lock is gone (it is still taken once, to create the tables). ``lock_timeout``
+(default 30 s) bounds a wait for a row another writer holds (StoreLockedError), and
+``idle_in_transaction_session_timeout`` makes the server kill a session left idle inside a
+transaction (a hung client), so one stuck process cannot hold rows for long. Keep write
+transactions short (no network calls inside them): the longer one runs, the likelier its conflicts.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ from engine.backends.sql.common import (
 )
 from engine.interface import Store, Transaction, check_key, check_value
 
-#: The key of the PostgreSQL advisory lock that serialises writers ("autobyte" in ASCII). Advisory
-#: locks are per database, so stores in different databases of one server do not contend.
+#: The key of the PostgreSQL advisory lock taken while creating the tables ("autobyte" in ASCII).
+#: Advisory locks are per database, so stores in different databases of one server do not contend.
 ADVISORY_LOCK_KEY = 0x6175746F62797465
 
 _pg_insert = pg_dialect.insert(kv)
@@ -146,6 +148,7 @@ class _ConnTransaction(Transaction):
 
 class _PgWriteTransaction(_ConnTransaction):
     write = True
+    parallel_writes = True
 
     def put(self, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
         key = check_key(key)
@@ -284,13 +287,13 @@ class PostgresStore(Store):
         if self.readonly:
             raise errors.ReadOnlyError(f"the postgresql store {self._where} was opened read-only")
         if getattr(self._local, "writing", False):
-            # The second transaction would wait for the advisory lock that the first one holds.
+            # As on every backend: the second transaction could wait for a row that the first,
+            # which this thread would never get back to, holds.
             raise errors.EngineError("a write transaction is already open in this thread")
         with driver_errors():
-            conn = self._engine.connect().execution_options(isolation_level="READ COMMITTED")
+            conn = self._engine.connect().execution_options(isolation_level="SERIALIZABLE")
             try:
                 conn.begin()
-                conn.execute(_PG_LOCK, {"lock": ADVISORY_LOCK_KEY})
             except BaseException:
                 conn.close()
                 raise

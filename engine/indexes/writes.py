@@ -1,0 +1,115 @@
+"""``transact``: the one retryable write of the index layer (every domain write goes through it),
+and the attempt it runs, which lets the layer keep what a committed transaction reserved.
+
+On a store whose write transactions run in parallel (``Transaction.parallel_writes``:
+postgresql), of two transactions that read and write the same keys one fails with
+``WriteConflictError``; ``transact`` runs the function again in a new transaction, up to
+``attempts`` times, sleeping a jittered, growing delay in between so that the losers do not
+collide again in step. On the other backends writers take turns and the loop runs once.
+
+The function may run several times, so it must have no effect outside its transaction: no network
+call, no wake-up of a worker, no change of shared state. What the index layer itself keeps beyond
+a transaction (the block of ids a sequence reserved) is handed over only once the transaction
+committed, through :meth:`WriteAttempt.after_commit`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from engine import errors
+from engine.indexes.conflicts import IndexConflict
+from engine.interface import Store, Transaction
+
+T = TypeVar("T")
+
+#: Attempts before ``transact`` gives up with WriteConflictError (503 WRITE_CONFLICT over HTTP).
+ATTEMPTS = 12
+#: The first retry waits about this long (times 0.5..1.5); each further one twice as long, capped.
+FIRST_BACKOFF_S = 0.002
+MAX_BACKOFF_S = 0.25
+
+
+class WriteAttempt:
+    """One run of ``fn`` in one write transaction of ``store``."""
+
+    __slots__ = ("store", "txn", "_on_commit", "_on_rollback")
+
+    def __init__(self, store: Store, txn: Transaction) -> None:
+        self.store = store
+        self.txn = txn
+        self._on_commit: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], None]] = []
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the transaction committed (never if it did not, or may not have)."""
+        self._on_commit.append(fn)
+
+    def after_rollback(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` if the transaction certainly did not commit."""
+        self._on_rollback.append(fn)
+
+    def _run(self, callbacks: list[Callable[[], None]]) -> None:
+        for fn in callbacks:
+            fn()
+
+
+_local = threading.local()
+
+
+def current_attempt(txn: Transaction) -> WriteAttempt | None:
+    """The attempt of ``transact`` that runs in ``txn`` in this thread (None: ``txn`` was begun
+    directly, by a tool or a test; the index layer then writes the plain way)."""
+    attempt: WriteAttempt | None = getattr(_local, "attempt", None)
+    return attempt if attempt is not None and attempt.txn is txn else None
+
+
+def transact(
+    store: Store,
+    fn: Callable[[Transaction], T],
+    *,
+    attempts: int = ATTEMPTS,
+    backoff: float = FIRST_BACKOFF_S,
+    max_backoff: float = MAX_BACKOFF_S,
+) -> T:
+    """Run ``fn(txn)`` in a write transaction and commit; again if a concurrent writer made it
+    fail (``WriteConflictError``), at most ``attempts`` times in all.
+
+    An :class:`IndexConflict` (a unique value taken: an answer about the data) propagates at once,
+    as does every other error. When the attempts run out the last WriteConflictError propagates,
+    its message saying so; nothing of any attempt was applied.
+    """
+    for attempt_no in range(1, attempts + 1):
+        in_fn = True
+        attempt: WriteAttempt | None = None
+        try:
+            with store.begin(write=True) as txn:
+                attempt = WriteAttempt(store, txn)
+                _local.attempt = attempt
+                try:
+                    result = fn(txn)
+                finally:
+                    _local.attempt = None
+                in_fn = False
+        except BaseException as exc:
+            # Rolled back for sure when fn raised (the transaction was aborted) or the backend
+            # refused the commit for a conflict; a commit cut off otherwise may have landed.
+            if attempt is not None and (in_fn or isinstance(exc, errors.ConflictError)):
+                attempt._run(attempt._on_rollback)
+            if isinstance(exc, IndexConflict) or not isinstance(exc, errors.ConflictError):
+                raise
+            if attempt_no == attempts:
+                raise errors.WriteConflictError(
+                    f"gave up after {attempts} attempts, each failed by a concurrent write: {exc}"
+                ) from exc
+            delay = min(max_backoff, backoff * (2 ** (attempt_no - 1)))
+            time.sleep(delay * (0.5 + random.random()))
+            continue
+        assert attempt is not None
+        attempt._run(attempt._on_commit)
+        return result
+    raise AssertionError("unreachable")
