@@ -5,7 +5,9 @@ On a store whose write transactions run in parallel (``Transaction.parallel_writ
 postgresql), of two transactions that read and write the same keys one fails with
 ``WriteConflictError``; ``transact`` runs the function again in a new transaction, up to
 ``attempts`` times, sleeping a jittered, growing delay in between so that the losers do not
-collide again in step. On the other backends writers take turns and the loop runs once.
+collide again in step, and the retries of one process take turns (a lane per store handle), so
+that on a hot key a loser is not starved by fresh writes. On the other backends writers take turns
+and the loop runs once.
 
 The function may run several times, so it must have no effect outside its transaction: no network
 call, no wake-up of a worker, no change of shared state. What the index layer itself keeps beyond
@@ -18,6 +20,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -29,9 +32,10 @@ T = TypeVar("T")
 
 #: Attempts before ``transact`` gives up with WriteConflictError (503 WRITE_CONFLICT over HTTP).
 ATTEMPTS = 12
-#: The first retry waits about this long (times 0.5..1.5); each further one twice as long, capped.
-FIRST_BACKOFF_S = 0.002
-MAX_BACKOFF_S = 0.25
+#: The first retry waits about this long (times 0.5..1.5); each further one twice as long, capped
+#: (low: a retrying write holds its process's retry lane while it waits).
+FIRST_BACKOFF_S = 0.001
+MAX_BACKOFF_S = 0.05
 
 
 class WriteAttempt:
@@ -83,33 +87,58 @@ def transact(
     as does every other error. When the attempts run out the last WriteConflictError propagates,
     its message saying so; nothing of any attempt was applied.
     """
-    for attempt_no in range(1, attempts + 1):
-        in_fn = True
-        attempt: WriteAttempt | None = None
-        try:
-            with store.begin(write=True) as txn:
-                attempt = WriteAttempt(store, txn)
-                _local.attempt = attempt
-                try:
-                    result = fn(txn)
-                finally:
-                    _local.attempt = None
-                in_fn = False
-        except BaseException as exc:
-            # Rolled back for sure when fn raised (the transaction was aborted) or the backend
-            # refused the commit for a conflict; a commit cut off otherwise may have landed.
-            if attempt is not None and (in_fn or isinstance(exc, errors.ConflictError)):
-                attempt._run(attempt._on_rollback)
-            if isinstance(exc, IndexConflict) or not isinstance(exc, errors.ConflictError):
-                raise
-            if attempt_no == attempts:
-                raise errors.WriteConflictError(
-                    f"gave up after {attempts} attempts, each failed by a concurrent write: {exc}"
-                ) from exc
-            delay = min(max_backoff, backoff * (2 ** (attempt_no - 1)))
-            time.sleep(delay * (0.5 + random.random()))
-            continue
-        assert attempt is not None
-        attempt._run(attempt._on_commit)
-        return result
-    raise AssertionError("unreachable")
+    lane: threading.Lock | None = None
+    try:
+        for attempt_no in range(1, attempts + 1):
+            in_fn = True
+            attempt: WriteAttempt | None = None
+            try:
+                with store.begin(write=True) as txn:
+                    attempt = WriteAttempt(store, txn)
+                    _local.attempt = attempt
+                    try:
+                        result = fn(txn)
+                    finally:
+                        _local.attempt = None
+                    in_fn = False
+            except BaseException as exc:
+                # Rolled back for sure when fn raised (the transaction was aborted) or the
+                # backend refused the commit for a conflict; a commit cut off otherwise may have
+                # landed.
+                if attempt is not None and (in_fn or isinstance(exc, errors.ConflictError)):
+                    attempt._run(attempt._on_rollback)
+                if isinstance(exc, IndexConflict) or not isinstance(exc, errors.ConflictError):
+                    raise
+                if attempt_no == attempts:
+                    raise errors.WriteConflictError(
+                        f"gave up after {attempts} attempts, each failed by a concurrent write: "
+                        f"{exc}"
+                    ) from exc
+                if lane is None:
+                    # Retries of one process take turns (fresh writes do not wait): on a hot key
+                    # the losers would otherwise keep losing to fresh attempts, back off ever
+                    # longer and starve. The lane is taken between transactions, never in one.
+                    lane = _lane_of(store)
+                    lane.acquire()
+                delay = min(max_backoff, backoff * (2 ** (attempt_no - 1)))
+                time.sleep(delay * (0.5 + random.random()))
+                continue
+            assert attempt is not None
+            attempt._run(attempt._on_commit)
+            return result
+        raise AssertionError("unreachable")
+    finally:
+        if lane is not None:
+            lane.release()
+
+
+_lanes: weakref.WeakKeyDictionary[Store, threading.Lock] = weakref.WeakKeyDictionary()
+_lanes_lock = threading.Lock()
+
+
+def _lane_of(store: Store) -> threading.Lock:
+    with _lanes_lock:
+        lane = _lanes.get(store)
+        if lane is None:
+            lane = _lanes[store] = threading.Lock()
+        return lane

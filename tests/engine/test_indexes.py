@@ -29,8 +29,8 @@ from engine.indexes import (
     repair,
     transact,
 )
-from engine.indexes.definitions import ID_BLOCK
-from engine.keys import pack
+from engine.indexes.definitions import ID_BLOCK, pack_counters, unpack_counters
+from engine.keys import pack, unpack
 
 _names = itertools.count(1)
 
@@ -261,6 +261,74 @@ def test_rollups_follow_insert_update_delete(store: Store) -> None:
             (1, "b"): {"count": 1, "cost": 10},
         }
     assert check(store, [c]).ok
+
+
+def test_rollup_buckets_are_split_over_shards_where_writers_run_in_parallel(
+    store: Store, backend: str
+) -> None:
+    c = make_collection()
+    ids = [create(store, c, group="a", t=1, cost=i) for i in range(1, 5)]
+    with store.begin() as txn:
+        shards = [unpack(k[len(c.shard_prefix):])[-1] for k, _ in txn.scan(prefix=c.shard_prefix)]
+        assert list(c.rollup_range(txn, "per_bucket")) == [((0, "a"), {"count": 4, "cost": 10})]
+    if backend == "postgresql":  # one shard per id modulo ROLLUP_SHARDS: no hot key
+        assert shards == sorted(int(i) % Collection.ROLLUP_SHARDS for i in ids)
+    else:  # one writer at a time: nothing to spread
+        assert shards == [0]
+
+
+def _make_pre_shard(store: Store, c: Collection) -> None:
+    """Rewrite ``c``'s roll-ups as stores written before shards held them: one key per bucket."""
+    with store.begin(write=True) as txn:
+        buckets: dict[bytes, dict[str, int]] = {}
+        for k, v in list(txn.scan(prefix=c.shard_prefix)):
+            total = buckets.setdefault(c.bucket_of_shard_key(k), {})
+            for name, n in unpack_counters(v).items():
+                total[name] = total.get(name, 0) + n
+            txn.delete(k)
+        for bucket, counters in buckets.items():
+            txn.put(c.rollup_prefix + bucket, pack_counters(counters))
+
+
+def test_a_store_written_before_shards_reads_checks_and_repairs(make_store, backend) -> None:
+    location = make_store.location(backend)
+    old = make_store.open(backend, location)
+    c = make_collection()
+    r1 = create(old, c, group="a", t=5, cost=3)
+    create(old, c, group="a", t=7, cost=4)
+    create(old, c, group="b", t=12, cost=10)
+    _make_pre_shard(old, c)
+    old.close()
+    store = make_store.open(backend, location)  # a new handle: no id block reserved yet
+    with store.begin() as txn:
+        assert not list(txn.scan(prefix=c.shard_prefix))
+        assert c.sequence.current(txn) == 3  # the old value: the last id given out
+    assert check(store, [c]).ok
+    # New writes go to shards and read summed with the old bucket keys.
+    assert create(store, c, group="a", t=8, cost=1) == "4"  # after the old sequence value
+    with store.begin(write=True) as txn:
+        c.delete(txn, r1)  # counted in an old bucket key: subtracted through a shard
+    expected = [((0, "a"), {"count": 2, "cost": 5}), ((1, "b"), {"count": 1, "cost": 10})]
+    with store.begin() as txn:
+        assert list(c.rollup_range(txn, "per_bucket")) == expected
+        assert list(c.rollup_range(txn, "per_bucket", reverse=True)) == expected[::-1]
+        assert c.rollup_total(txn, "per_bucket", start=1) == {"count": 1, "cost": 10}
+    assert check(store, [c]).ok
+    repair(store, [c])  # folds the old keys into shards
+    with store.begin() as txn:
+        assert not list(txn.scan(prefix=c.rollup_prefix))
+        assert list(c.rollup_range(txn, "per_bucket")) == expected
+    assert check(store, [c]).ok
+
+
+def test_check_sees_a_wrong_shard_total(store: Store) -> None:
+    c = make_collection()
+    create(store, c, group="a", t=5, cost=3)
+    with store.begin(write=True) as txn:
+        k = next(k for k, _ in txn.scan(prefix=c.shard_prefix))
+        txn.put(k, pack_counters({"count": 1, "cost": 4}))
+    assert [(p.kind, p.index) for p in check(store, [c]).problems] == [
+        ("rollup_mismatch", "per_bucket")]
 
 
 # -- sequences -----------------------------------------------------------------------------------
