@@ -6,8 +6,8 @@ state and no other writer commits a change to the keys it read before it commits
 sqlite run one writer at a time; postgresql runs writers in parallel at SERIALIZABLE and fails
 one of two that conflict, which ``transact`` runs again). Insert-if-absent
 (``put(..., overwrite=False)``) is what arbitrates every claim. So that parallel writers do not
-all meet on one key, sequences hand out ids from blocks reserved per store handle and roll-ups
-are split into shards summed at read (only where writes run in parallel).
+all meet on one key, sequences hand out ids from blocks reserved per store handle (where writes
+run in parallel) and roll-ups are split into shards summed at read.
 
 Where each part is:
 

@@ -254,7 +254,7 @@ def _rebuild_entries(
                         )
                 for k in c.ordered_keys(rid, rec):
                     txn.put(k, b"")
-                shard = c.shard_of(txn, rid)
+                shard = c.shard_of(rid)
                 for k, d in c.rollup_deltas(rec).items():
                     add_counters(sums.setdefault((k, shard), {}), d)
                 id_el = id_element(rid)

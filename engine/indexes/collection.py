@@ -35,7 +35,7 @@ class Collection:
     its index entries change together or not at all.
     """
 
-    #: Shards per roll-up bucket where writers run in parallel (see :meth:`shard_of`).
+    #: Shards per roll-up bucket (see :meth:`shard_of`).
     ROLLUP_SHARDS = 16
 
     def __init__(
@@ -96,12 +96,11 @@ class Collection:
         """The bucket (as :meth:`rollup_deltas` names it) of a key under ``shard_prefix``."""
         return pack(unpack(key[len(self.shard_prefix) :])[:-1])
 
-    def shard_of(self, txn: Transaction, record_id: str) -> int:
-        """The roll-up shard a record's counters go to: one per id modulo ``ROLLUP_SHARDS`` where
-        writers run in parallel (so that concurrent records rarely meet on one key; a record's
-        update and delete find its own shard), else shard 0."""
-        if not txn.parallel_writes:
-            return 0
+    def shard_of(self, record_id: str) -> int:
+        """The roll-up shard a record's counters go to: its id modulo ``ROLLUP_SHARDS``, so that
+        concurrent records rarely meet on one key and a record's update and delete find its own
+        shard. The same on every backend, so that a store rebuilt after a migration (indexes
+        rebuilt from the records) holds the very same keys."""
         id_el = id_element(record_id)
         if isinstance(id_el, int):
             return id_el % self.ROLLUP_SHARDS
@@ -195,7 +194,7 @@ class Collection:
             for index, values in claims.items():
                 self._claim(txn, index, values, record_id)
                 done.append((index, values))
-        except BaseException:
+        except UniqueViolation:  # (a failed statement leaves nothing to undo: it aborts all)
             for index, values in done:
                 self._free(txn, index, values, record_id)
             raise
@@ -204,7 +203,7 @@ class Collection:
     def _apply_rollups(
         self, txn: Transaction, record_id: str, deltas: Mapping[bytes, Mapping[str, int]]
     ) -> None:
-        shard = self.shard_of(txn, record_id)
+        shard = self.shard_of(record_id)
         for bucket, delta in deltas.items():
             if not any(delta.values()):
                 continue
@@ -245,7 +244,7 @@ class Collection:
             raise DuplicateRecord(self.name, record_id)
         try:
             self._claim_all(txn, self.unique_values(record), record_id)
-        except BaseException:
+        except UniqueViolation:
             txn.delete(key)  # a caller that catches the violation and commits keeps nothing
             raise
         for k in self.ordered_keys(record_id, record):

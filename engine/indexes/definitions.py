@@ -115,6 +115,7 @@ class _IdBlock:
             heapq.heappush(self.free, n)
 
     def add(self, first: int, last: int) -> None:
+        """Hand over ``first..last`` (none when ``first > last``), reserved up to ``last``."""
         with self.lock:
             for n in range(first, last + 1):
                 heapq.heappush(self.free, n)
@@ -158,17 +159,22 @@ class SequenceCounter:
             n = self.current(txn) + 1
             txn.put(self.key, pack((n,)))
             return n
+        pending = attempt.reserved.get(self.key)
+        if pending is not None and pending[0] <= pending[1]:
+            pending[0] += 1  # a block this transaction reserved: ids in order, no other writer
+            return pending[0] - 1
         block = self._block_of(attempt.store)
         taken = block.take()
         if taken is not None:
             attempt.after_rollback(lambda: block.give_back(taken))
             return taken
-        # Reserve a block in this transaction; its other ids are this handle's once it committed
+        # Reserve a block in this transaction; what it leaves is this handle's once it committed
         # (a reservation that rolled back reserved nothing, and another writer may take them).
         first = self.current(txn) + 1
         last = first + self.block - 1
         txn.put(self.key, pack((last,)))
-        attempt.after_commit(lambda: block.add(first + 1, last))
+        pending = attempt.reserved[self.key] = [first + 1, last]
+        attempt.after_commit(lambda: block.add(pending[0], last))
         return first
 
     def next_id(self, txn: Transaction) -> str:

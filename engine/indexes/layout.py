@@ -16,11 +16,11 @@ for decimal ids)::
     ("t", space, "k", key) | ("t", space, "h", sha256(key))  -> pack((expires_us, key))
     ("t", space, "x", expires_us, "k"|"h", key|digest)       -> b""       expiry index
 
-A bucket's value is the sum of its shards (and of its pre-shard key): where writers run in
-parallel a record counts in shard ``id % 16``, so that concurrent writes rarely meet on one key;
-elsewhere in shard 0. A collection's sequence is named after the collection. Counters and expiry
-times are ints (microseconds for times), so totals are exact; see
-:func:`~engine.indexes.definitions.to_micros` for float amounts.
+A bucket's value is the sum of its shards (and of its pre-shard key): a record counts in shard
+``id % 16`` (on every backend), so that concurrent writes rarely meet on one key. A collection's
+sequence is named after the collection. Counters and expiry times are ints (microseconds for
+times), so totals are exact; see :func:`~engine.indexes.definitions.to_micros` for float
+amounts.
 """
 
 from __future__ import annotations

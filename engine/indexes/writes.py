@@ -5,8 +5,9 @@ On a store whose write transactions run in parallel (``Transaction.parallel_writ
 postgresql), of two transactions that read and write the same keys one fails with
 ``WriteConflictError``; ``transact`` runs the function again in a new transaction, up to
 ``attempts`` times, sleeping a jittered, growing delay in between so that the losers do not
-collide again in step, and the retries of one process take turns (a lane per store handle), so
-that on a hot key a loser is not starved by fresh writes. On the other backends writers take turns
+collide again in step, and the retries of one process take turns (a lane per store handle) while
+fresh writes of that process wait for the lane to be free, so that on a hot key a loser is not
+starved by fresh writes. On the other backends writers take turns
 and the loop runs once.
 
 The function may run several times, so it must have no effect outside its transaction: no network
@@ -41,11 +42,14 @@ MAX_BACKOFF_S = 0.05
 class WriteAttempt:
     """One run of ``fn`` in one write transaction of ``store``."""
 
-    __slots__ = ("store", "txn", "_on_commit", "_on_rollback")
+    __slots__ = ("store", "txn", "reserved", "_on_commit", "_on_rollback")
 
     def __init__(self, store: Store, txn: Transaction) -> None:
         self.store = store
         self.txn = txn
+        #: What the index layer reserved in this transaction and not handed out yet (id blocks,
+        #: by sequence key: [next, last]).
+        self.reserved: dict[bytes, list[int]] = {}
         self._on_commit: list[Callable[[], None]] = []
         self._on_rollback: list[Callable[[], None]] = []
 
@@ -88,6 +92,12 @@ def transact(
     its message saying so; nothing of any attempt was applied.
     """
     lane: threading.Lock | None = None
+    waiting = _lanes.get(store)
+    if waiting is not None and waiting.locked():
+        # Another write of this process is being retried: let it finish first, or fresh writes
+        # would keep beating it on a hot key (a retry is rare where keys are disjoint).
+        with waiting:
+            pass
     try:
         for attempt_no in range(1, attempts + 1):
             in_fn = True

@@ -263,22 +263,19 @@ def test_rollups_follow_insert_update_delete(store: Store) -> None:
     assert check(store, [c]).ok
 
 
-def test_rollup_buckets_are_split_over_shards_where_writers_run_in_parallel(
-    store: Store, backend: str
-) -> None:
+def test_rollup_buckets_are_split_over_shards(store: Store) -> None:
     c = make_collection()
     ids = [create(store, c, group="a", t=1, cost=i) for i in range(1, 5)]
     with store.begin() as txn:
         shards = [unpack(k[len(c.shard_prefix):])[-1] for k, _ in txn.scan(prefix=c.shard_prefix)]
         assert list(c.rollup_range(txn, "per_bucket")) == [((0, "a"), {"count": 4, "cost": 10})]
-    if backend == "postgresql":  # one shard per id modulo ROLLUP_SHARDS: no hot key
-        assert shards == sorted(int(i) % Collection.ROLLUP_SHARDS for i in ids)
-    else:  # one writer at a time: nothing to spread
-        assert shards == [0]
+    # One shard per id modulo ROLLUP_SHARDS: concurrent records rarely meet on one key.
+    assert shards == sorted(int(i) % Collection.ROLLUP_SHARDS for i in ids)
 
 
 def _make_pre_shard(store: Store, c: Collection) -> None:
-    """Rewrite ``c``'s roll-ups as stores written before shards held them: one key per bucket."""
+    """Rewrite ``c``'s roll-ups as stores written before shards held them: one key per bucket
+    ..."""
     with store.begin(write=True) as txn:
         buckets: dict[bytes, dict[str, int]] = {}
         for k, v in list(txn.scan(prefix=c.shard_prefix)):
@@ -288,6 +285,8 @@ def _make_pre_shard(store: Store, c: Collection) -> None:
             txn.delete(k)
         for bucket, counters in buckets.items():
             txn.put(c.rollup_prefix + bucket, pack_counters(counters))
+        # ... and whose sequence held the last id given out (no block reserved ahead).
+        txn.put(c.sequence.key, pack((max(int(i) for i, _ in c.scan(txn)),)))
 
 
 def test_a_store_written_before_shards_reads_checks_and_repairs(make_store, backend) -> None:
@@ -506,7 +505,11 @@ def test_race_16_threads_take_sequence_ids(store: Store) -> None:
     results = _race(16, lambda i: [create(store, c, group="g", t=j) for j in range(3)])
     ids = [i for r in results for i in r]
     assert len(set(ids)) == 48
-    assert sorted(map(int, ids)) == list(range(1, 49))
+    with store.begin(write=True) as txn:
+        parallel = txn.parallel_writes
+    if not parallel:  # one writer at a time: dense. In parallel, a thread may reserve a new
+        # block while another's commit of the previous one is still being handed over.
+        assert sorted(map(int, ids)) == list(range(1, 49))
 
 
 def _reserve_in_process(url: str, space_name: str, keys: list[str], start, out) -> None:
