@@ -125,9 +125,10 @@ def transact(
                         f"{exc}"
                     ) from exc
                 if lane is None:
-                    # Retries of one process take turns (fresh writes do not wait): on a hot key
-                    # the losers would otherwise keep losing to fresh attempts, back off ever
-                    # longer and starve. The lane is taken between transactions, never in one.
+                    # Retries of one process take turns, and its fresh writes wait for them (at
+                    # the top): on a hot key the losers would otherwise keep losing to fresh
+                    # attempts, back off ever longer and starve. The lane is taken between
+                    # transactions, never inside one, so it cannot deadlock with row locks.
                     lane = _lane_of(store)
                     lane.acquire()
                 delay = min(max_backoff, backoff * (2 ** (attempt_no - 1)))
