@@ -9,8 +9,9 @@ Where each thing is:
 - ``batching``: group commit (``BatchingStore``), the write path of lmdb, file and sqlite;
 - ``backends``: ``lmdb``; ``file`` (``format`` on disk, in-memory ``table``, ``store``); ``sql``
   (``common`` SQLAlchemy part, ``sqlite``, ``postgresql``); ``common``: what they share;
-- ``indexes``: the domain index layer (unique, ordered, sequences, TTL, roll-ups, check/repair)
-  and its key ``layout``, built on the interface alone.
+- ``indexes``: the domain index layer (unique, ordered, sequences, TTL, roll-ups, check/repair),
+  its key ``layout``, and ``transact``, the retryable write every domain write goes through, built
+  on the interface alone.
 
 Importing this package imports no backend.
 """

@@ -24,6 +24,12 @@ class ConflictError(EngineError):
     """A write lost against a concurrent one, or a uniqueness claim is already taken."""
 
 
+class WriteConflictError(ConflictError):
+    """A concurrent writer made this write transaction fail (PostgreSQL: a serialization failure
+    or a deadlock); nothing of it was applied and running it again may succeed. The index layer's
+    ``transact`` re-runs it; raised out of ``transact`` it means its attempts ran out."""
+
+
 class StoreFullError(EngineError):
     """The disk, filesystem quota or file-size limit refused the write; nothing was committed."""
 

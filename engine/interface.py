@@ -94,6 +94,10 @@ class Transaction(ABC):
 
     write: bool = False
     _closed: bool = False
+    #: True for a write transaction that runs alongside other writers (postgresql) rather than
+    #: alone: of two that conflict, one fails with WriteConflictError, for the caller to run again
+    #: (``engine.indexes.transact``), and the index layer spreads its counters over several keys.
+    parallel_writes: bool = False
 
     @abstractmethod
     def get(self, key: bytes) -> bytes | None:

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from engine import Store, Transaction, errors
+from engine.indexes import transact
 from engine.indexes.layout import (
     NAMESPACES,
     NS_COLLECTION,
@@ -92,10 +93,12 @@ def _write_batches(
     n = 0
     batch: list[tuple[bytes, bytes]] = []
 
+    def put_batch(txn: Transaction) -> None:
+        for k, v in batch:
+            txn.put(k, v)
+
     def flush() -> None:
-        with store.begin(write=True) as txn:
-            for k, v in batch:
-                txn.put(k, v)
+        transact(store, put_batch)  # postgresql: a server writing meanwhile may conflict
         progress.tick(len(batch))
         batch.clear()
 

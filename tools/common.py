@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from engine import Store, errors
+from engine import Store, Transaction, errors
+from engine.indexes import transact
 from engine.registry import PROVIDERS, normalise_database_url
 from web import app as composition
 from web.settings import Settings, SettingsError
@@ -170,11 +171,14 @@ def is_empty(store: Store) -> bool:
 def erase(store: Store, batch_size: int = 1000) -> int:
     """Delete every key, in batches of short write transactions; returns how many."""
     n = 0
+    def erase_batch(txn: Transaction) -> list[bytes]:
+        doomed = [k for k, _ in txn.scan(limit=batch_size)]
+        for k in doomed:
+            txn.delete(k)
+        return doomed
+
     while True:
-        with store.begin(write=True) as txn:
-            doomed = [k for k, _ in txn.scan(limit=batch_size)]
-            for k in doomed:
-                txn.delete(k)
+        doomed = transact(store, erase_batch)  # postgresql: a concurrent writer may conflict
         n += len(doomed)
         if len(doomed) < batch_size:
             return n

@@ -26,6 +26,8 @@ _DOMAIN_STATUS: dict[type[domain_errors.DomainError], str] = {
 
 #: engine error -> (status, code, retry-after seconds or None)
 _ENGINE_STATUS: list[tuple[type[engine_errors.EngineError], str, str, int | None]] = [
+    # Before ConflictError, its base: concurrent writers won every attempt; retrying may succeed.
+    (engine_errors.WriteConflictError, falcon.HTTP_503, "WRITE_CONFLICT", 1),
     (engine_errors.ConflictError, falcon.HTTP_409, "CONFLICT", None),
     (engine_errors.StoreFullError, falcon.HTTP_507, "INSUFFICIENT_STORAGE", None),
     (engine_errors.BackendUnavailableError, falcon.HTTP_503, "BACKEND_UNAVAILABLE", 1),
@@ -98,6 +100,8 @@ def _public_detail(code: str) -> str:
         "STORE_READ_ONLY": "the store is read-only",
         "VALIDATION_ERROR": "a key or value is out of the store's limits",
         "SHUTTING_DOWN": "the server is shutting down",
+        "WRITE_CONFLICT": "concurrent writes kept conflicting with this one; nothing was written, "
+                          "retry later",
     }.get(code, "storage error")
 
 

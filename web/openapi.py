@@ -57,7 +57,7 @@ ERROR_RESPONSE = {"$ref": "#/components/responses/Error"}
 def _add_implied_responses(method: str, operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     # Any request may be shed under load (503 OVERLOADED with Retry-After) or meet an
-    # unavailable store (503 BACKEND_UNAVAILABLE, STORE_BUSY, ...).
+    # unavailable store (503 BACKEND_UNAVAILABLE, STORE_BUSY, WRITE_CONFLICT, ...).
     responses.setdefault("503", copy.deepcopy(ERROR_RESPONSE))
     if method != "get":
         # A write may find the store out of space.

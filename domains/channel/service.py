@@ -623,23 +623,26 @@ class ChannelService:
         """Lease up to ``limit`` entries that are due at ``now`` (epoch seconds): PENDING and
         FAILED_RETRY whose attempt time came, and DISPATCHING whose lease expired. Each lease
         counts one attempt."""
-        def fn(txn: Transaction) -> list[OutboxEntry]:
+        def fn(txn: Transaction) -> tuple[list[OutboxEntry], list[OutboxEntry]]:
             now_dt = _seconds_to_dt(now)
             until = _seconds_to_dt(now + lease_s)
-            leased = []
+            leased, expired = [], []
             for o in list(repository.due_outbox(txn, to_millis(now_dt), limit)):
                 if o.status not in (OUTBOX_PENDING, FAILED_RETRY, DISPATCHING):
                     continue
                 if o.status == DISPATCHING:
-                    log.warning("outbox entry %s: lease of %s expired; taking it over",
-                                o.id, o.lease_owner)
+                    expired.append(o)
                 taken = attrs.evolve(o, status=DISPATCHING, attempts=o.attempts + 1,
                                      due_at=until, lease_owner=owner, updated_at=now_dt)
                 repository.put_outbox(txn, taken)
                 leased.append(taken)
-            return leased
+            return leased, expired
 
-        return self._write(fn)
+        leased, expired = self._write(fn)
+        # Logged once committed: fn may run again after a conflict.
+        for o in expired:
+            log.warning("outbox entry %s: lease of %s expired; taking it over", o.id, o.lease_owner)
+        return leased
 
     def next_due(self) -> float | None:
         """When the earliest entry becomes due (epoch seconds), or None when nothing waits."""

@@ -155,20 +155,28 @@ class _CollectionCheck:
             self.problem("wrong_entry", ix, rid, f"stale claim of {values!r}", key)
 
     def rollups_equal_the_sums(self, expected_rollups: dict[bytes, dict[str, int]]) -> None:
-        """3. Roll-up buckets equal the sums over the records."""
+        """3. Each roll-up bucket (its shards and any pre-shard key, summed) equals the sums over
+        the records. How a bucket is split over its shards is not checked: reads sum them."""
         c, problem = self.c, self.problem
+        have: dict[bytes, dict[str, int]] = {}
+        first_key: dict[bytes, bytes] = {}
         for k, v in self.txn.scan(prefix=c.rollup_prefix):
-            want = expected_rollups.pop(k, None)
-            have = unpack_counters(v)
-            if want is None or {n: x for n, x in want.items() if x} != have:
-                parts = unpack(k[len(c.rollup_prefix) :])
+            bucket = k[len(c.rollup_prefix) :]
+            add_counters(have.setdefault(bucket, {}), unpack_counters(v))
+            first_key.setdefault(bucket, k)
+        for k, v in self.txn.scan(prefix=c.shard_prefix):
+            bucket = c.bucket_of_shard_key(k)
+            add_counters(have.setdefault(bucket, {}), unpack_counters(v))
+            first_key.setdefault(bucket, k)
+        for bucket in sorted(have.keys() | expected_rollups.keys()):
+            held = {n: x for n, x in have.get(bucket, {}).items() if x}
+            want = {n: x for n, x in expected_rollups.get(bucket, {}).items() if x}
+            if held != want:
+                parts = unpack(bucket)
+                where = "missing" if bucket not in have else f"holds {held}"
                 problem("rollup_mismatch", str(parts[0]), None,
-                        f"bucket {parts[1:]!r} holds {have}, records sum to {want or {}}", k)
-        for k, want in expected_rollups.items():
-            if any(want.values()):
-                parts = unpack(k[len(c.rollup_prefix) :])
-                problem("rollup_mismatch", str(parts[0]), None,
-                        f"bucket {parts[1:]!r} missing, records sum to {want}", k)
+                        f"bucket {parts[1:]!r} {where}, records sum to {want}",
+                        first_key.get(bucket))
 
 
 def check(store: Store, collections: Iterable[Collection]) -> CheckReport:
@@ -194,18 +202,20 @@ def repair(
     for c in collections:
         _erase_entries(store, c, batch_size)
         sums = _rebuild_entries(store, c, report, batch_size)
+        # Per shard: the records' sums where each record's own writes put them (shard_of).
         items = [(k, {n: x for n, x in d.items() if x}) for k, d in sums.items()]
         items = [(k, d) for k, d in items if d]
         for i in range(0, len(items), batch_size):
             with store.begin(write=True) as txn:
-                for k, d in items[i : i + batch_size]:
-                    txn.put(k, pack_counters(d))
+                for (bucket, shard), d in items[i : i + batch_size]:
+                    txn.put(c.shard_key(bucket, shard), pack_counters(d))
     return report
 
 
 def _erase_entries(store: Store, c: Collection, batch_size: int) -> None:
     """Delete every index entry and roll-up bucket of ``c`` (its records stay)."""
-    for ns in (c.unique_prefix, c.hashed_prefix, c.ordered_prefix, c.rollup_prefix):
+    for ns in (c.unique_prefix, c.hashed_prefix, c.ordered_prefix, c.rollup_prefix,
+               c.shard_prefix):
         while True:
             with store.begin(write=True) as txn:
                 doomed = [k for k, _ in txn.scan(prefix=ns, limit=batch_size)]
@@ -217,10 +227,10 @@ def _erase_entries(store: Store, c: Collection, batch_size: int) -> None:
 
 def _rebuild_entries(
     store: Store, c: Collection, report: CheckReport, batch_size: int
-) -> dict[bytes, dict[str, int]]:
+) -> dict[tuple[bytes, int], dict[str, int]]:
     """Write the unique claims and ordered entries of every record of ``c`` and advance its
-    sequence; returns the roll-up sums per bucket (written by the caller)."""
-    sums: dict[bytes, dict[str, int]] = {}
+    sequence; returns the roll-up sums per (bucket, shard) (written by the caller)."""
+    sums: dict[tuple[bytes, int], dict[str, int]] = {}
     after: str | None = None
     count = 0
     while True:
@@ -244,8 +254,9 @@ def _rebuild_entries(
                         )
                 for k in c.ordered_keys(rid, rec):
                     txn.put(k, b"")
+                shard = c.shard_of(rid)
                 for k, d in c.rollup_deltas(rec).items():
-                    add_counters(sums.setdefault(k, {}), d)
+                    add_counters(sums.setdefault((k, shard), {}), d)
                 id_el = id_element(rid)
                 if isinstance(id_el, int):
                     c.sequence.advance_to(txn, id_el)

@@ -4,6 +4,8 @@ roll-ups, all written in the record's transaction."""
 from __future__ import annotations
 
 import hashlib
+import heapq
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -28,9 +30,13 @@ from engine.keys import END, clip, id_element, id_string, pack, unpack
 class Collection:
     """Records under one key prefix, with their unique and ordered indexes and roll-ups.
 
-    Stateless apart from its definition, so one instance serves every thread. Every method takes
-    the caller's transaction: the record and all its index entries change together or not at all.
+    Stateless apart from its definition (and the id blocks of its sequence), so one instance
+    serves every thread and store. Every method takes the caller's transaction: the record and all
+    its index entries change together or not at all.
     """
+
+    #: Shards per roll-up bucket (see :meth:`shard_of`).
+    ROLLUP_SHARDS = 16
 
     def __init__(
         self,
@@ -54,7 +60,10 @@ class Collection:
         self.unique_prefix = self.prefix + pack(("u",))
         self.hashed_prefix = self.prefix + pack(("uh",))
         self.ordered_prefix = self.prefix + pack(("o",))
+        #: Roll-up buckets as stores before 2026-12 wrote them, one key per bucket: still read
+        #: (summed with the shards), never written; ``repair`` folds them into shards.
         self.rollup_prefix = self.prefix + pack(("s",))
+        self.shard_prefix = self.prefix + pack(("sh",))
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r})"
@@ -78,8 +87,24 @@ class Collection:
     def _ordered_key(self, index: str, values: tuple[Any, ...], id_el: int | str) -> bytes:
         return self.ordered_prefix + pack((index, *(clip(v) for v in values), id_el))
 
-    def _rollup_key(self, rollup: str, bucket: tuple[Any, ...]) -> bytes:
-        return self.rollup_prefix + pack((rollup, *bucket))
+    def shard_key(self, bucket: bytes, shard: int) -> bytes:
+        """The key of one shard of a roll-up bucket (``bucket`` as :meth:`rollup_deltas` names
+        it: ``pack((rollup, *bucket values))``)."""
+        return self.shard_prefix + bucket + pack((shard,))
+
+    def bucket_of_shard_key(self, key: bytes) -> bytes:
+        """The bucket (as :meth:`rollup_deltas` names it) of a key under ``shard_prefix``."""
+        return pack(unpack(key[len(self.shard_prefix) :])[:-1])
+
+    def shard_of(self, record_id: str) -> int:
+        """The roll-up shard a record's counters go to: its id modulo ``ROLLUP_SHARDS``, so that
+        concurrent records rarely meet on one key and a record's update and delete find its own
+        shard. The same on every backend, so that a store rebuilt after a migration (indexes
+        rebuilt from the records) holds the very same keys."""
+        id_el = id_element(record_id)
+        if isinstance(id_el, int):
+            return id_el % self.ROLLUP_SHARDS
+        return zlib.crc32(id_el.encode("utf-8", "surrogatepass")) % self.ROLLUP_SHARDS
 
     # -- what a record should have -------------------------------------------------------------
     def unique_values(self, record: Any) -> dict[str, tuple[Any, ...]]:
@@ -99,13 +124,14 @@ class Collection:
         }
 
     def rollup_deltas(self, record: Any) -> dict[bytes, dict[str, int]]:
+        """The record's counters per bucket, named ``pack((rollup, *bucket values))``."""
         out: dict[bytes, dict[str, int]] = {}
         for r in self.rollups.values():
             got = r.extract(record)
             if got is None:
                 continue
             for bucket, counters in got if isinstance(got, list) else [got]:
-                key = self._rollup_key(r.name, as_tuple(bucket) or ())
+                key = pack((r.name, *(as_tuple(bucket) or ())))
                 add_counters(out.setdefault(key, {}), counters)
         return out
 
@@ -168,21 +194,26 @@ class Collection:
             for index, values in claims.items():
                 self._claim(txn, index, values, record_id)
                 done.append((index, values))
-        except BaseException:
+        except UniqueViolation:  # (a failed statement leaves nothing to undo: it aborts all)
             for index, values in done:
                 self._free(txn, index, values, record_id)
             raise
 
     # -- roll-ups ------------------------------------------------------------------------------
-    def _apply_rollups(self, txn: Transaction, deltas: Mapping[bytes, Mapping[str, int]]) -> None:
-        for key, delta in deltas.items():
+    def _apply_rollups(
+        self, txn: Transaction, record_id: str, deltas: Mapping[bytes, Mapping[str, int]]
+    ) -> None:
+        shard = self.shard_of(record_id)
+        for bucket, delta in deltas.items():
             if not any(delta.values()):
                 continue
+            key = self.shard_key(bucket, shard)
             raw = txn.get(key)
             counters = {} if raw is None else unpack_counters(raw)
             add_counters(counters, delta)
             counters = {k: v for k, v in counters.items() if v}
-            # An all-zero bucket is deleted, so live buckets always equal a rebuild's.
+            # An all-zero shard is deleted, so live shards always equal a rebuild's (and a
+            # shard may go below zero: a record counted in a pre-shard bucket, deleted now).
             if counters:
                 txn.put(key, pack_counters(counters))
             else:
@@ -205,14 +236,20 @@ class Collection:
         """Store a new record and its index entries; DuplicateRecord if the id exists,
         UniqueViolation if a unique value is taken (nothing is written then)."""
         key = self.record_key(record_id)
-        if txn.get(key) is not None:
-            raise DuplicateRecord(self.name, record_id)
         record = self.decode(value) if record is None else record
-        self._claim_all(txn, self.unique_values(record), record_id)
-        txn.put(key, value)
+        # Insert-if-absent rather than a read first: on postgresql a read locks the index page
+        # (SSI tracks pages), and concurrent creates, whose new ids share that page, would then
+        # fail one another.
+        if not txn.put(key, value, overwrite=False):
+            raise DuplicateRecord(self.name, record_id)
+        try:
+            self._claim_all(txn, self.unique_values(record), record_id)
+        except UniqueViolation:
+            txn.delete(key)  # a caller that catches the violation and commits keeps nothing
+            raise
         for k in self.ordered_keys(record_id, record):
             txn.put(k, b"")
-        self._apply_rollups(txn, self.rollup_deltas(record))
+        self._apply_rollups(txn, record_id, self.rollup_deltas(record))
         id_el = id_element(record_id)
         if isinstance(id_el, int):
             self.sequence.advance_to(txn, id_el)
@@ -242,7 +279,7 @@ class Collection:
         deltas = self.rollup_deltas(new)
         for k, d in self.rollup_deltas(old).items():
             add_counters(deltas.setdefault(k, {}), d, -1)
-        self._apply_rollups(txn, deltas)
+        self._apply_rollups(txn, record_id, deltas)
         txn.put(key, value)
         return old_raw
 
@@ -268,7 +305,7 @@ class Collection:
         deltas: dict[bytes, dict[str, int]] = {}
         for k, d in self.rollup_deltas(old).items():
             add_counters(deltas.setdefault(k, {}), d, -1)
-        self._apply_rollups(txn, deltas)
+        self._apply_rollups(txn, record_id, deltas)
         txn.delete(key)
         return True
 
@@ -411,15 +448,35 @@ class Collection:
         end_inclusive: bool = False,
         reverse: bool = False,
     ) -> Iterator[tuple[tuple[Any, ...], dict[str, int]]]:
-        """(bucket, counters) in bucket order, bounded like :meth:`query`."""
+        """(bucket, counters) in bucket order, bounded like :meth:`query`: the sum of the
+        bucket's shards (and of its pre-shard key, in a store written before shards)."""
         if rollup not in self.rollups:
             raise KeyError(f"{self.name} has no roll-up {rollup!r}")
-        base = self.rollup_prefix + pack((rollup,)) + pack(as_tuple(prefix) or ())
+        base = pack((rollup,)) + pack(as_tuple(prefix) or ())
         lo = base if start is None else key_bound(base, start)
         hi = base + END if end is None else key_bound(base, end, inclusive_end=end_inclusive)
-        skip = len(self.rollup_prefix + pack((rollup,)))
-        for k, v in txn.scan(lo, hi, reverse=reverse):
-            yield unpack(k[skip:]), unpack_counters(v)
+        skip = len(pack((rollup,)))
+        # Both streams in bucket order (the shards of one bucket are adjacent: the shard is the
+        # key's last element), merged; consecutive entries of one bucket are summed.
+        shards = (
+            (pack(unpack(k[len(self.shard_prefix) + skip :])[:-1]), v)
+            for k, v in txn.scan(self.shard_prefix + lo, self.shard_prefix + hi, reverse=reverse)
+        )
+        legacy = (
+            (k[len(self.rollup_prefix) + skip :], v)
+            for k, v in txn.scan(self.rollup_prefix + lo, self.rollup_prefix + hi,
+                                 reverse=reverse)
+        )
+        bucket: bytes | None = None
+        total: dict[str, int] = {}
+        for tail, raw in heapq.merge(shards, legacy, key=lambda kv: kv[0], reverse=reverse):
+            if tail != bucket:
+                if bucket is not None and any(total.values()):
+                    yield unpack(bucket), {n: x for n, x in total.items() if x}
+                bucket, total = tail, {}
+            add_counters(total, unpack_counters(raw))
+        if bucket is not None and any(total.values()):
+            yield unpack(bucket), {n: x for n, x in total.items() if x}
 
     def rollup_total(self, txn: Transaction, rollup: str, prefix: Any = (), **kw: Any) -> dict:
         total: dict[str, int] = {}

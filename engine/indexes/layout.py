@@ -7,14 +7,20 @@ for decimal ids)::
     ("c", coll, "u", index, *values)           -> pack((id,))             unique claim
     ("c", coll, "uh", index, sha256(values))   -> pack((id, values, ...)) bucket of long claims
     ("c", coll, "o", index, *values, id)       -> b""                     ordered entry
-    ("c", coll, "s", rollup, *bucket)          -> pack((field, n, ...))   roll-up counters
-    ("q", sequence)                            -> pack((last,))           sequence counter
+    ("c", coll, "sh", rollup, *bucket, shard)  -> pack((field, n, ...))   roll-up counters, one
+                                                                          shard of the bucket
+    ("c", coll, "s", rollup, *bucket)          -> pack((field, n, ...))   a whole bucket, as
+                                                  written before 2026-12: read, never written
+    ("q", sequence)                            -> pack((last,))           sequence counter: the
+                                                  highest id given out or reserved in a block
     ("t", space, "k", key) | ("t", space, "h", sha256(key))  -> pack((expires_us, key))
     ("t", space, "x", expires_us, "k"|"h", key|digest)       -> b""       expiry index
 
-A collection's sequence is named after the collection. Counters and expiry times are ints
-(microseconds for times), so totals are exact; see
-:func:`~engine.indexes.definitions.to_micros` for float amounts.
+A bucket's value is the sum of its shards (and of its pre-shard key): a record counts in shard
+``id % 16`` (on every backend), so that concurrent writes rarely meet on one key. A collection's
+sequence is named after the collection. Counters and expiry times are ints (microseconds for
+times), so totals are exact; see :func:`~engine.indexes.definitions.to_micros` for float
+amounts.
 """
 
 from __future__ import annotations
@@ -73,7 +79,9 @@ def names_in(txn: Transaction, namespace: str) -> list[str]:
 #: every surviving id (the highest record was deleted), and ids are never reused.
 INDEX_KINDS = frozenset({"unique", "ordered", "rollup", "ttl_expiry"})
 
-_COLLECTION_PARTS = {"r": "record", "u": "unique", "uh": "unique", "o": "ordered", "s": "rollup"}
+_COLLECTION_PARTS = {
+    "r": "record", "u": "unique", "uh": "unique", "o": "ordered", "s": "rollup", "sh": "rollup",
+}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from engine.indexes.layout import NS_TTL, TTL_EXPIRY, ttl_expiry_key
+from engine.indexes.writes import transact
 from engine.interface import Store, Transaction
 from engine.keys import END, pack, unpack
 
@@ -94,20 +95,27 @@ class TtlSpace:
         hi = self.expiry_prefix + pack((now_us,)) + END  # expired: expires_us <= now_us
         purged = 0
         skip = len(self.expiry_prefix)
+
+        def sweep_batch(txn: Transaction) -> tuple[int, int]:
+            batch = [k for k, _ in txn.scan(self.expiry_prefix, hi, limit=batch_size)]
+            deleted = 0
+            for k in batch:
+                expires, *rest = unpack(k[skip:])
+                main = self.prefix + pack(rest)
+                raw = txn.get(main)
+                # The expiry entry may be stale only if the key was refreshed or released
+                # without it; never delete a key whose current expiry is another one.
+                if raw is not None and unpack(raw)[0] == expires:
+                    txn.delete(main)
+                    deleted += 1
+                txn.delete(k)
+            return len(batch), deleted
+
         while True:
-            with store.begin(write=True) as txn:
-                batch = [k for k, _ in txn.scan(self.expiry_prefix, hi, limit=batch_size)]
-                for k in batch:
-                    expires, *rest = unpack(k[skip:])
-                    main = self.prefix + pack(rest)
-                    raw = txn.get(main)
-                    # The expiry entry may be stale only if the key was refreshed or released
-                    # without it; never delete a key whose current expiry is another one.
-                    if raw is not None and unpack(raw)[0] == expires:
-                        txn.delete(main)
-                        purged += 1
-                    txn.delete(k)
-            if len(batch) < batch_size:
+            # transact: on postgresql a request refreshing one of these keys may conflict.
+            seen, deleted = transact(store, sweep_batch)
+            purged += deleted
+            if seen < batch_size:
                 return purged
 
 

@@ -1,6 +1,9 @@
 """The engine contract: one suite, run on every backend (lmdb, file, sqlite, postgresql).
 
 Each test gets a fresh store of the backend it is parametrised with (see tests/conftest.py).
+Racing write transactions go through ``engine.indexes.transact``: on postgresql writers run in
+parallel and the loser of a conflict fails with WriteConflictError (tests/engine/
+test_postgres_writers.py) and is run again; elsewhere writers take turns and it runs once.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Callable
 
 import pytest
 
-from engine import MAX_KEY_SIZE, Store, errors, open_store
+from engine import MAX_KEY_SIZE, Store, Transaction, errors, open_store
+from engine.indexes import transact
 
 Factory = Callable[..., Store]
 
@@ -294,8 +298,9 @@ def test_insert_if_absent_race_has_exactly_one_winner(store: Store) -> None:
         key = f"claim{round_}".encode()
 
         def claim(i: int, key: bytes = key) -> bool:
-            with store.begin(write=True) as txn:
-                return txn.put(key, str(i).encode(), overwrite=False)
+            # transact: where writers run in parallel (postgresql) a racing claim may fail with
+            # WriteConflictError, to be run again; it then sees the winner's key.
+            return transact(store, lambda txn: txn.put(key, str(i).encode(), overwrite=False))
 
         results = _race(16, claim)
         assert not [r for r in results if isinstance(r, BaseException)], results
@@ -307,11 +312,13 @@ def test_insert_if_absent_race_has_exactly_one_winner(store: Store) -> None:
 
 def test_read_modify_write_from_many_threads_loses_nothing(store: Store) -> None:
     def bump(i: int) -> None:
+        def once(txn: Transaction) -> None:
+            n = int(txn.get(b"counter") or b"0")
+            txn.put(b"counter", str(n + 1).encode())
+            txn.put(f"t{i}/{n}".encode(), b"x")
+
         for _ in range(25):
-            with store.begin(write=True) as txn:
-                n = int(txn.get(b"counter") or b"0")
-                txn.put(b"counter", str(n + 1).encode())
-                txn.put(f"t{i}/{n}".encode(), b"x")
+            transact(store, once)  # as above: a conflict's loser runs again
 
     results = _race(16, bump)
     assert not [r for r in results if isinstance(r, BaseException)], results

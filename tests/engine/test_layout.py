@@ -67,8 +67,9 @@ def test_every_key_the_index_layer_writes_is_classified(store: Store) -> None:
         if info.kind in ("ttl", "ttl_expiry"):
             assert info.domain in {"seen", "forever"}
             assert info.expires_us is not None
-    assert kinds == {"record": 2, "unique": 2, "ordered": 2, "rollup": 1, "sequence": 1,
-                     "ttl": 3, "ttl_expiry": 2}  # a TTL of 0 has no expiry entry
+    # One roll-up shard per record (ids 1 and 2); a TTL of 0 has no expiry entry.
+    assert kinds == {"record": 2, "unique": 2, "ordered": 2, "rollup": 2, "sequence": 1,
+                     "ttl": 3, "ttl_expiry": 2}
     assert classify(b"\xfe not a packed tuple", b"").kind == "other"
 
 

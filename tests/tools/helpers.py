@@ -8,6 +8,7 @@ from typing import Any
 
 from engine import MAX_KEY_SIZE, Store, open_store
 from engine.indexes import Collection, OrderedIndex, Rollup, TtlSpace, UniqueIndex, transact
+from engine.indexes.definitions import ID_BLOCK
 from tools.cli import main
 
 #: A collection with every kind of index, standing in for domains that do not import yet.
@@ -42,6 +43,12 @@ def target_flags(provider: str, location: dict[str, Any]) -> list[str]:
 
 def tool(*argv: str) -> int:
     return main(list(argv))
+
+
+def sequence_after_fill(provider: str, n: int = 12) -> int:
+    """The sequence value ``fill`` leaves: the last id, or where writers run in parallel
+    (postgresql) the end of the block of ids it reserved."""
+    return ID_BLOCK if provider == "postgresql" else n
 
 
 def fill(store: Store, n: int = 12) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from engine.indexes.definitions import ID_BLOCK
 from engine.keys import pack
 from tests.tools.helpers import ITEMS, fill, fill_domains, flags, tool
 from tools.domainsupport import Discovery
@@ -39,9 +40,12 @@ def test_check_on_index_layer_data(make_store, backend, monkeypatch, capsys):
     store = make_store.open(backend, loc)
     fill(store)
     with store.begin(write=True) as txn:
-        txn.delete(pack(("c", "tool_items", "s", "per_group", "g1")))
-        txn.put(pack(("c", "tool_items", "r", 50)), b'{"name": "item-1", "group": "g1", '
-                b'"n": 50, "amount": 1}')  # takes a name already taken
+        shard = next(k for k, _ in txn.scan(prefix=pack(("c", "tool_items", "sh", "per_group",
+                                                         "g1"))))
+        txn.delete(shard)  # a roll-up shard lost
+        # Past the sequence (and the block of ids reserved on postgresql); takes a taken name.
+        txn.put(pack(("c", "tool_items", "r", ID_BLOCK + 50)),
+                b'{"name": "item-1", "group": "g1", "n": 50, "amount": 1}')
     store.close()
     assert tool("check", *flags(backend, loc)) == 1
     out = capsys.readouterr().out

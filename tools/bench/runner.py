@@ -46,10 +46,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def all_comparisons(cfg: Config, tmp: Tmp) -> list[Comparison]:
-    from tools.bench import edge_bench, engine_bench, http_bench, scale_bench
+    from tools.bench import edge_bench, engine_bench, http_bench, pg_bench, scale_bench
 
     return [
         *engine_bench.comparisons(cfg, tmp),
+        *pg_bench.comparisons(cfg, tmp),
         *http_bench.comparisons(cfg, tmp),
         *scale_bench.comparisons(cfg, tmp),
         *edge_bench.comparisons(cfg, tmp),

@@ -101,7 +101,7 @@ def _translate_psycopg(orig: Exception, psycopg: Any) -> errors.EngineError:
     if state == "53100":  # disk_full
         return errors.StoreFullError(message)
     if state in ("40001", "40P01"):  # serialization_failure, deadlock_detected
-        return errors.ConflictError(message)
+        return errors.WriteConflictError(message)
     if state == "55P03":  # lock_not_available: lock_timeout waiting for the writer lock
         return errors.StoreLockedError(message)
     if state in ("XX001", "XX002"):  # data_corrupted, index_corrupted

@@ -1,23 +1,25 @@
 """PostgreSQL (``PostgresStore``): psycopg 3.
 
-Several server processes may share one database, so the single-writer rule that LMDB and SQLite get
-from a file lock is taken from the database instead: every write transaction starts with
-``pg_advisory_xact_lock(ADVISORY_LOCK_KEY)`` and runs at READ COMMITTED. Writers are serialised
-across every process and machine, and because the lock is taken before the transaction's first read
-and released only after the previous holder's commit became visible, each statement sees everything
-committed before the lock was granted: read-modify-write cannot lose an update. Insert-if-absent is
-``INSERT ... ON CONFLICT DO NOTHING`` (its row count tells the winner), which is atomic even without
-the lock. Read transactions run REPEATABLE READ READ ONLY (one snapshot, taken at begin) and never
-take the lock, so readers never wait for writers. Why not SERIALIZABLE without the lock: it would
-surface serialization failures to every caller, and the engine's interface has no retry loop.
+Several server processes (on several hosts) may share one database, and their write transactions
+run in parallel: each runs at SERIALIZABLE, so PostgreSQL's serializable snapshot isolation (SSI)
+tracks every read of it, point reads and scans alike (predicate locks on the index pages a scan
+visits cover the keys it did not find), and fails one of two transactions whose reads and writes
+could not have happened one after the other. That failure (SQLSTATE 40001, or a deadlock 40P01)
+is ``WriteConflictError``: nothing of the transaction was applied, and the caller runs it again
+(``engine.indexes.transact`` does, with bounded, jittered attempts). Read-modify-write therefore
+cannot lose an update, and transactions on disjoint keys commit side by side. SSI may also fail a
+transaction that did not really conflict (keys on one index page; it tracks pages, not keys):
+that costs a retry, never correctness. Insert-if-absent is ``INSERT ... ON CONFLICT DO NOTHING``
+(RETURNING names the winner); when the key was inserted by a transaction that committed after our
+snapshot, SERIALIZABLE raises a serialization failure rather than answering from a stale view.
 
-Scaling limit of that choice: one write transaction at a time per database, across all processes.
-A writer waits for the previous one's round trips and commit flush, so write throughput is bounded
-by about 1 / (round trips + fsync) of one transaction (hundreds to a few thousand per second on
-one LAN), however many server processes there are; reads scale with the server. Keep write
-transactions short (no network calls inside them). ``lock_timeout`` (default 30 s) bounds the wait
-(StoreLockedError), and ``idle_in_transaction_session_timeout`` makes the server kill a session
-that holds the lock while idle (a hung client), so one stuck process cannot stop every writer.
+Read transactions run REPEATABLE READ READ ONLY (one snapshot, taken at begin): they never wait
+for writers and never fail. Until 2026-12 every write transaction took one advisory lock for the
+whole database; that lock is gone (it is still taken once, to create the tables). ``lock_timeout``
+(default 30 s) bounds a wait for a row another writer holds (StoreLockedError), and
+``idle_in_transaction_session_timeout`` makes the server kill a session left idle inside a
+transaction (a hung client), so one stuck process cannot hold rows for long. Keep write
+transactions short (no network calls inside them): the longer one runs, the likelier its conflicts.
 """
 
 from __future__ import annotations
@@ -28,14 +30,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.engine import Connection, make_url
 
 from engine import errors
 from engine.backends.common import check_metadata, metadata_record
 from engine.backends.sql.common import (
-    DELETE,
-    GET,
     PAGE_STATEMENTS,
     PIN_SNAPSHOT,
     READ_META,
@@ -50,18 +49,21 @@ from engine.backends.sql.common import (
 )
 from engine.interface import Store, Transaction, check_key, check_value
 
-#: The key of the PostgreSQL advisory lock that serialises writers ("autobyte" in ASCII). Advisory
-#: locks are per database, so stores in different databases of one server do not contend.
+#: The key of the PostgreSQL advisory lock taken while creating the tables ("autobyte" in ASCII).
+#: Advisory locks are per database, so stores in different databases of one server do not contend.
 ADVISORY_LOCK_KEY = 0x6175746F62797465
 
-_pg_insert = pg_dialect.insert(kv)
-_PG_UPSERT = _pg_insert.on_conflict_do_update(
-    index_elements=[kv.c.key], set_={"value": _pg_insert.excluded.value}
+#: The point statements, as psycopg runs them (see _ConnTransaction).
+_SQL_GET = "SELECT value FROM kv WHERE key = %s"
+_SQL_UPSERT = (
+    "INSERT INTO kv (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = "
+    "excluded.value"
 )
-#: RETURNING names the winner: SQLAlchemy does not report a row count for INSERT on psycopg.
-_PG_INSERT_IF_ABSENT = _pg_insert.on_conflict_do_nothing(index_elements=[kv.c.key]).returning(
-    kv.c.key
+_SQL_INSERT_IF_ABSENT = (
+    "INSERT INTO kv (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING RETURNING key"
 )
+_SQL_DELETE = "DELETE FROM kv WHERE key = %s"
+
 _PG_TABLE_EXISTS = sa.text(
     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -77,23 +79,45 @@ class _ConnTransaction(Transaction):
     def __init__(self, conn: Connection, release: Callable[[_ConnTransaction], None]) -> None:
         self._conn = conn
         self._release = release
+        # Point reads and writes go to psycopg's cursor directly: through SQLAlchemy's execute
+        # they cost about twice the client CPU (measured), which bounds throughput once many
+        # threads write. The transaction itself (begin, commit, rollback) stays SQLAlchemy's.
+        self._cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         # The first driver error of the transaction. PostgreSQL aborts the whole transaction on
         # any error, and its COMMIT then silently rolls back: commit() must not report success.
         self._failure: errors.EngineError | None = None
 
-    def _execute(self, stmt: Any, params: Any = None) -> Any:
+    def _check_usable(self) -> None:
         self._check_open()
+        if self._failure is not None:
+            # PostgreSQL ignores every statement after a failed one ("current transaction is
+            # aborted"): report the failure that counts, so that a conflict stays retryable.
+            raise type(self._failure)(f"the transaction failed earlier: {self._failure}")
+
+    def _execute(self, stmt: Any, params: Any = None) -> Any:
+        self._check_usable()
         try:
             return self._conn.execute(stmt, params)
         except Exception as exc:
-            translated = translate(exc)
-            if self._failure is None:
-                self._failure = translated
-            raise translated from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> errors.EngineError:
+        translated = translate(exc)
+        if self._failure is None:
+            self._failure = translated
+        return translated
+
+    def _point(self, sql: str, params: tuple[bytes, ...]) -> Any:
+        """Run one of the point statements on psycopg's cursor; returns the cursor."""
+        self._check_usable()
+        try:
+            return self._cursor.execute(sql, params)
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     def get(self, key: bytes) -> bytes | None:
         key = check_key(key)
-        row = self._execute(GET, {"k": key}).first()
+        row = self._point(_SQL_GET, (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def _scan(
@@ -146,19 +170,19 @@ class _ConnTransaction(Transaction):
 
 class _PgWriteTransaction(_ConnTransaction):
     write = True
+    parallel_writes = True
 
     def put(self, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
         key = check_key(key)
         value = check_value(value)
         if overwrite:
-            self._execute(_PG_UPSERT, {"key": key, "value": value})
+            self._point(_SQL_UPSERT, (key, value))
             return True
-        inserted = self._execute(_PG_INSERT_IF_ABSENT, {"key": key, "value": value}).first()
-        return inserted is not None
+        return self._point(_SQL_INSERT_IF_ABSENT, (key, value)).fetchone() is not None
 
     def delete(self, key: bytes) -> bool:
         key = check_key(key)
-        return bool(self._execute(DELETE, {"k": key}).rowcount)
+        return bool(self._point(_SQL_DELETE, (key,)).rowcount)
 
 
 def _no_release(txn: _ConnTransaction) -> None:
@@ -284,13 +308,13 @@ class PostgresStore(Store):
         if self.readonly:
             raise errors.ReadOnlyError(f"the postgresql store {self._where} was opened read-only")
         if getattr(self._local, "writing", False):
-            # The second transaction would wait for the advisory lock that the first one holds.
+            # As on every backend: the second transaction could wait for a row that the first,
+            # which this thread would never get back to, holds.
             raise errors.EngineError("a write transaction is already open in this thread")
         with driver_errors():
-            conn = self._engine.connect().execution_options(isolation_level="READ COMMITTED")
+            conn = self._engine.connect().execution_options(isolation_level="SERIALIZABLE")
             try:
                 conn.begin()
-                conn.execute(_PG_LOCK, {"lock": ADVISORY_LOCK_KEY})
             except BaseException:
                 conn.close()
                 raise
