@@ -23,7 +23,9 @@ Declaring a shape::
     schema = json_schema(CreateThing)        # {"type": "object", "properties": ..., ...}
 
 A field without a default is required. JSON names are the camelCase of the attribute names. A
-body that is one of several shapes by the value of one field is a :class:`Variants`. Query
+body that is one of several shapes by the value of one field is a :class:`Variants`. A rule
+between two fields is listed in the class's ``RELATIONS`` (:class:`Requires`: checked after the
+fields, said with ``if``/``then``). Timestamps in query parameters are a :class:`Timestamp`. Query
 parameters use the same rules (web/resources/doc.py ``query(name, rule)`` documents one, and
 web/http.py ``query_checked(req, name, rule)`` checks it), so they too are declared once.
 
@@ -57,10 +59,12 @@ from domains.shapes.rules import (
     Many,
     Number,
     OptionalText,
+    Requires,
     Rule,
     Text,
     TextList,
     TextMap,
+    Timestamp,
     Unset,
     camel,
     wire,
@@ -68,6 +72,7 @@ from domains.shapes.rules import (
 
 __all__ = [
     "MISSING", "NON_BLANK_PATTERN", "UNSET", "Choice", "Flag", "Integer", "Many", "Number",
-    "OptionalText", "Rule", "Text", "TextList", "TextMap", "Unset", "Variants", "camel",
+    "OptionalText", "Requires", "Rule", "Text", "TextList", "TextMap", "Timestamp", "Unset",
+    "Variants", "camel",
     "json_schema", "parse", "wire",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
+import re
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -94,18 +96,27 @@ class OptionalText(Rule):
 
     trim: bool = False
     normalise: Callable[[str | None], Any] | None = None
+    max_bytes: int | None = None
 
     def check(self, value: Any, field: str) -> Any:
         if value is MISSING:
             value = None
-        if value is not None and type(value) is not str:
-            raise ValidationError(f"{field} must be a string or null", field=field)
-        if self.trim and value is not None:
-            value = value.strip() or None
+        if value is not None:
+            if type(value) is not str:
+                raise ValidationError(f"{field} must be a string or null", field=field)
+            if self.max_bytes is not None and _utf8_len(value) > self.max_bytes:
+                raise ValidationError(f"{field} must be at most {self.max_bytes} bytes",
+                                      field=field)
+            if self.trim:
+                value = value.strip() or None
         return value if self.normalise is None else self.normalise(value)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": ["string", "null"]}
+        out: dict[str, Any] = {"type": ["string", "null"]}
+        if self.max_bytes is not None:
+            out.update(maxLength=self.max_bytes, format=f"utf8-max-{self.max_bytes}")
+            out["x-maxUtf8Bytes"] = self.max_bytes
+        return out
 
 
 def _insensitive_pattern(values: Sequence[str]) -> str:
@@ -192,25 +203,82 @@ class Integer(Rule):
 
 @attrs.frozen
 class Number(Rule):
-    """A finite JSON number (integer or decimal; not a boolean), at least ``minimum``."""
+    """A finite JSON number (integer or decimal; not a boolean), at least ``minimum`` and at
+    most ``maximum`` when given. ``nullable``: null (or absence) gives None."""
 
     minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
 
-    def check(self, value: Any, field: str) -> float | int:
+    def check(self, value: Any, field: str) -> float | int | None:
+        if self.nullable and (value is None or value is MISSING):
+            return None
         if type(value) not in (int, float) or value != value or value in (_INF, -_INF):
             raise ValidationError(f"{field} is required and must be a number", field=field)
         if self.minimum is not None and value < self.minimum:
             raise ValidationError(f"{field} must be at least {self.minimum}", field=field)
+        if self.maximum is not None and value > self.maximum:
+            raise ValidationError(f"{field} must be at most {self.maximum:g}", field=field)
         return typing.cast(float | int, value)
 
     def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "number"}
+        out: dict[str, Any] = {"type": ["number", "null"] if self.nullable else "number"}
         if self.minimum is not None:
             out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
         return out
 
 
 _INF = float("inf")
+
+
+@attrs.frozen
+class Timestamp(Rule):
+    """An instant as RFC 3339 gives it (``2026-02-22T10:15:30.123Z``, ``...+01:00``; ``T`` and
+    ``Z`` in either case; digits beyond the microsecond dropped), or a full date ``YYYY-MM-DD``
+    meaning midnight UTC: what the JSON Schema formats ``date-time`` and ``date`` say, nothing
+    looser (no missing offset, no space, no week dates). A leap second (``:60``) is refused.
+    The value is an aware datetime in the offset given (UTC for a date)."""
+
+    def check(self, value: Any, field: str) -> _dt.datetime:
+        if type(value) is str:
+            found = _DATE_TIME.fullmatch(value) or _DATE.fullmatch(value)
+            if found is not None:
+                try:
+                    return _instant(found)
+                except ValueError:
+                    pass
+        raise ValidationError(
+            f"{field} must be an RFC 3339 timestamp (2026-02-22T10:15:30.123Z) or a date "
+            "YYYY-MM-DD", field=field)
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "string", "format": "date-time"},
+                          {"type": "string", "format": "date"}]}
+
+
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
+
+
+def _instant(found: re.Match[str]) -> _dt.datetime:
+    parts = found.groups()
+    year, month, day = int(parts[0]), int(parts[1]), int(parts[2])
+    if len(parts) == 3:
+        return _dt.datetime(year, month, day, tzinfo=_dt.UTC)
+    fraction, sign, off_h, off_m = parts[6], parts[7], parts[8], parts[9]
+    tz = _dt.UTC
+    if sign is not None:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ValueError("offset out of range")
+        offset = _dt.timedelta(hours=int(off_h), minutes=int(off_m))
+        tz = _dt.timezone(-offset if sign == "-" else offset)
+    micro = int((fraction or "").ljust(6, "0")[:6])
+    return _dt.datetime(year, month, day, int(parts[3]), int(parts[4]), int(parts[5]), micro,
+                        tzinfo=tz)
 
 
 @attrs.frozen
@@ -263,6 +331,28 @@ class Many(Rule):
         from domains.shapes.description import json_schema
 
         return {"type": ["array", "null"], "items": json_schema(self.shape)}
+
+
+@attrs.frozen
+class Requires:
+    """A relation between two fields of a shape, listed in its ``RELATIONS``: when ``field`` is
+    given (its value is not None), ``other`` must be too (a client key needs its certificate).
+    ``given`` is the rule whose JSON values count as given (for fields where blank means absent:
+    ``Text()``, a non-blank string); the document says it with ``if``/``then``."""
+
+    field: str
+    other: str
+    given: Rule
+
+    def check(self, shape: Any) -> None:
+        if getattr(shape, self.field) is not None and getattr(shape, self.other) is None:
+            name = camel(self.field)
+            raise ValidationError(f"{name} requires {camel(self.other)}", field=name)
+
+    def schema(self) -> dict[str, Any]:
+        field, other, given = camel(self.field), camel(self.other), self.given.schema()
+        return {"if": {"required": [field], "properties": {field: given}},
+                "then": {"required": [other], "properties": {other: given}}}
 
 
 def wire(rule: Rule, *, default: Any = attrs.NOTHING) -> Any:
