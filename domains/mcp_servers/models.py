@@ -11,7 +11,7 @@ import datetime as _dt
 
 import attrs
 
-from domains.shapes import Choice, wire
+from domains.shapes import Choice, Text, wire
 from domains.shapes.rules import RULE_KEY
 
 STDIO = "stdio"
@@ -86,15 +86,6 @@ CLASS_OF_TRANSPORT: dict[str, type[McpServer]] = {
     WEBSOCKET: WebsocketServer,
 }
 
-#: Attribute names that hold the transport's parameters (what ``<transport>_params`` may hold).
-COMMON_ATTRS = ("server_id", "enabled", "tool_name_prefix", "created_at", "updated_at",
-                "transport_type")
-
-
-def transport_attrs(cls: type[McpServer]) -> tuple[str, ...]:
-    return tuple(a.name for a in attrs.fields(cls) if a.name not in COMMON_ATTRS)
-
-
 IMPORTED = "imported"
 FAILED = "failed"
 
@@ -104,7 +95,7 @@ class ImportEntryResult:
     """The outcome of one server of an import: status ``imported`` or ``failed``."""
 
     status: str = wire(Choice((IMPORTED, FAILED)))
-    message: str
+    message: str = wire(Text(blank=True))
 
 
 @attrs.frozen

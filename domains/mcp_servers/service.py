@@ -8,6 +8,7 @@ that single transaction: either all of them are stored or (on a store failure) n
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 
 from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
@@ -76,7 +77,7 @@ class McpServerService:
             items, next_cursor = repository.page(txn, limit=n, cursor=cursor)
         return Page(items, next_cursor)
 
-    def enabled_configurations(self) -> list[McpServer]:
+    def enabled_configurations(self) -> builtins.list[McpServer]:
         """Every enabled configuration, by serverId, in one read (startup loading)."""
         with self.store.begin() as txn:
             return repository.enabled(txn)

@@ -125,7 +125,8 @@ class Variants:
     ``case_insensitive``: the key's value is trimmed and lower-cased before the choice (each
     shape's Choice is case-insensitive too). ``infer``: when the key is absent or null, the
     value it stands for is inferred from the other fields (None: none can be); a shape whose
-    key may be absent declares it nullable."""
+    key may be absent declares it nullable. ``missing``: the error's detail when the key is
+    absent and nothing can be inferred (it may say what would have been)."""
 
     key: str
     shapes: Mapping[str, type]
