@@ -178,13 +178,17 @@ class Flag(Rule):
 
 @attrs.frozen
 class Integer(Rule):
-    """A JSON integer (not a boolean, not 1.0) within [minimum, maximum] when given."""
+    """A JSON integer (not a boolean) within [minimum, maximum] when given. A number written
+    with a zero fraction (``998.0``) is that integer: JSON Schema's ``integer`` says so (it is
+    a number with no fractional part), and a client's JSON encoder may write one that way."""
 
     minimum: int | None = None
     maximum: int | None = None
 
     def check(self, value: Any, field: str) -> int:
-        if type(value) is not int:
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        elif type(value) is not int:
             raise ValidationError(f"{field} is required and must be an integer", field=field)
         if (self.minimum is not None and value < self.minimum) or \
                 (self.maximum is not None and value > self.maximum):

@@ -2,8 +2,9 @@
 
 Records are append-only; createdAt is the server's clock at insert (millisecond precision). A
 conversation turn is two records written in one transaction. Range queries take [start, end],
-inclusive at both ends, as aware datetimes (or ISO/``YYYY-MM-DD`` text); None leaves that side
-unbounded. Statistics and the total cost come from the hourly roll-ups (see repository).
+inclusive at both ends, as datetimes (a naive one is UTC; the web layer reads the query text
+with commands.BOUND); None leaves that side unbounded. Statistics and the total cost come from
+the hourly roll-ups (see repository).
 """
 
 from __future__ import annotations

@@ -135,7 +135,8 @@ class Counted:
 
 
 @pytest.mark.parametrize("payload, field", [
-    ({"count": True}, "count"), ({"count": 1.0}, "count"), ({"count": -1}, "count"),
+    ({"count": True}, "count"), ({"count": 1.5}, "count"), ({"count": -1}, "count"),
+    ({"count": float("inf")}, "count"), ({"count": -1.0}, "count"),
     ({"count": "1"}, "count"), ({"count": 1, "cost": False}, "cost"),
     ({"count": 1, "cost": -0.5}, "cost"), ({"count": 1, "env": {"a": 1}}, "env"),
     ({"count": 1, "env": []}, "env"),
@@ -148,6 +149,9 @@ def test_numbers_and_maps_are_strict(payload: dict[str, Any], field: str) -> Non
 
 def test_numbers_and_maps_accept() -> None:
     assert parse(Counted, {"count": 0, "cost": 1.5, "env": None}) == Counted(count=0, cost=1.5)
+    # JSON Schema's integer is a number without a fraction: 3.0 is the integer 3.
+    three = parse(Counted, {"count": 3.0})
+    assert three.count == 3 and type(three.count) is int
     assert json_schema(Counted)["properties"]["count"] == {"type": "integer", "minimum": 0}
 
 
