@@ -148,6 +148,7 @@ RANGE = [query("start", BOUND, description="inclusive; RFC 3339 timestamp, or a 
                                            "meaning midnight UTC"),
          query("end", BOUND, description="inclusive; RFC 3339 timestamp, or a date YYYY-MM-DD "
                                          "meaning midnight UTC")]
+#: A serverId holding "/" (an import may store one) has no path of its own: 404 on every route.
 SID = [{"name": "server_id", "in": "path", "required": True, "schema": SERVER_ID.schema()}]
 
 PATHS: dict[str, Any] = {
@@ -160,7 +161,7 @@ PATHS: dict[str, Any] = {
                   "Create or replace a configuration (a serverId in the body must be the path's)",
                   {"200": json_body(MCP_SERVER), "201": json_body(MCP_SERVER)},
                   body=CONFIGURATION.schema(ref=schema),
-                  params=[*SID, IF_MATCH], errors=("400", "412", "413", "415")),
+                  params=[*SID, IF_MATCH], errors=("400", "404", "412", "413", "415")),
         "delete": op("deleteMcpServer", "Delete a configuration",
                      {"204": {"description": "deleted"}}, params=[*SID, IF_MATCH],
                      errors=("404", "412")),
