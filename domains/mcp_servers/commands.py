@@ -7,9 +7,8 @@ out: ``command`` then means stdio, ``url`` streamable_http (the widely used MCP 
 shape). A PUT body may also carry back ``createdAt`` and ``updatedAt`` (a GET answer PUT back as
 it is): they are accepted and ignored.
 
-An import document (:class:`ImportDocument`) holds entries in the MCP client config files' form
-(snake_case names, parameters under ``<transport>_params``): :func:`parse_import_entry` brings
-one to the shape of a configuration and checks it like a PUT body, without the timestamps.
+An import document holds configurations in the MCP client config files' form: see
+domains/mcp_servers/import_document.py.
 """
 
 from __future__ import annotations
@@ -45,7 +44,6 @@ from domains.shapes import (
     TextList,
     TextMap,
     Variants,
-    camel,
     wire,
 )
 
@@ -234,16 +232,11 @@ def infer_transport(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-_MISSING_TRANSPORT = "transportType is required (or command for stdio, url for streamable_http)"
+MISSING_TRANSPORT = "transportType is required (or command for stdio, url for streamable_http)"
 #: A PUT body.
 CONFIGURATION = Variants(
     "transportType", {STDIO: StdioPut, STREAMABLE_HTTP: StreamableHttpPut, WEBSOCKET: WebsocketPut},
-    case_insensitive=True, infer=infer_transport, missing=_MISSING_TRANSPORT)
-#: An import entry, once in the shape of a configuration (no timestamps).
-_IMPORT_ENTRY = Variants(
-    "transportType",
-    {STDIO: StdioConfig, STREAMABLE_HTTP: StreamableHttpConfig, WEBSOCKET: WebsocketConfig},
-    case_insensitive=True, infer=infer_transport, missing=_MISSING_TRANSPORT)
+    case_insensitive=True, infer=infer_transport, missing=MISSING_TRANSPORT)
 
 
 def check_server_id(server_id: str, config: McpServerConfig, *, where: str = "path") -> str:
@@ -254,78 +247,3 @@ def check_server_id(server_id: str, config: McpServerConfig, *, where: str = "pa
             f"serverId {config.server_id!r} in the body is not the {where}'s {server_id!r}",
             field="serverId")
     return server_id
-
-
-# -- an import document ---------------------------------------------------------------------------
-@attrs.frozen
-class ServerEntries(Rule):
-    """An object of entries by serverId; each entry is checked on its own at import."""
-
-    def check(self, value: Any, field: str) -> dict[str, object]:
-        if type(value) is not dict:
-            raise ValidationError(
-                'the import document must be {"mcpServers": {"<serverId>": {...}, ...}}',
-                field=field)
-        return dict(value)
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": "object", "additionalProperties": True,
-                "description": "configurations by serverId, as PUT takes them (names may be "
-                               "snake_case; a transport's parameters may sit under "
-                               "<transport>_params); an entry that is not one is reported as "
-                               "failed, not refused"}
-
-
-@attrs.frozen(kw_only=True)
-class ImportDocument:
-    """``{"mcpServers": {"<serverId>": {...}, ...}}``, the MCP client config files' form."""
-
-    mcp_servers: dict[str, object] = wire(ServerEntries())
-
-
-PARAMS_FIELDS = {STDIO: "stdioParams", STREAMABLE_HTTP: "streamableHttpParams",
-                 WEBSOCKET: "websocketParams"}
-
-
-def _camel_keys(entry: Mapping[Any, Any], where: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in entry.items():
-        if not isinstance(key, str):
-            raise ValidationError(f"field names must be strings in {where}", field=None)
-        name = camel(key)
-        if name in out:
-            raise ValidationError(f"{key!r} is given twice in {where}", field=name)
-        out[name] = value
-    return out
-
-
-def parse_import_entry(server_id: str, entry: object) -> McpServerConfig:
-    """One server of an import document, checked as a configuration. Field names may be
-    snake_case (``transport_type``, ``tool_name_prefix``) or camelCase; the transport's
-    parameters may sit at the top or under ``<transport>_params``."""
-    SERVER_ID.check(server_id, "serverId")
-    if not isinstance(entry, Mapping):
-        raise ValidationError("the configuration must be a JSON object", field=None)
-    body = _camel_keys(entry, "the configuration")
-    nested = [f for f in PARAMS_FIELDS.values() if f in body]
-    if len(nested) > 1:
-        raise ValidationError(f"only one of {', '.join(nested)} may be given", field=nested[1])
-    if nested:
-        params = body.pop(nested[0])
-        if not isinstance(params, Mapping):
-            raise ValidationError(f"{nested[0]} must be an object", field=nested[0])
-        implied = next(t for t, f in PARAMS_FIELDS.items() if f == nested[0])
-        if body.get("transportType") is None:
-            body["transportType"] = implied
-        elif _IMPORT_ENTRY.choose(body) != implied:
-            raise ValidationError(
-                f"{nested[0]} does not belong to transport {body['transportType']!r}",
-                field=nested[0])
-        for key, value in _camel_keys(params, nested[0]).items():
-            if key in body:
-                raise ValidationError(f"{key} is given both in {nested[0]} and outside", field=key)
-            body[key] = value
-    config: McpServerConfig = _IMPORT_ENTRY.parse(body)
-    check_server_id(server_id, config, where="entry key")
-    return config
-

@@ -14,12 +14,8 @@ import datetime as _dt
 from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
 from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
 from domains.mcp_servers import codec, repository
-from domains.mcp_servers.commands import (
-    ImportDocument,
-    McpServerConfig,
-    check_server_id,
-    parse_import_entry,
-)
+from domains.mcp_servers.commands import McpServerConfig, check_server_id
+from domains.mcp_servers.import_document import ImportDocument, parse_import_entry
 from domains.mcp_servers.models import (
     FAILED,
     IMPORTED,

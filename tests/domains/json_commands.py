@@ -11,7 +11,8 @@ from typing import Any
 from domains.agent_definitions.commands import CreateAgentDefinition, PatchAgentDefinition
 from domains.agent_teams.commands import CreateAgentTeam, PatchAgentTeam
 from domains.artifacts.commands import CreateArtifact
-from domains.mcp_servers.commands import CONFIGURATION, ImportDocument
+from domains.mcp_servers.commands import CONFIGURATION
+from domains.mcp_servers.import_document import ImportDocument
 from domains.prompts.commands import CreatePrompt, PatchPrompt, RevisePrompt
 from domains.shapes import Rule, Variants, parse
 from domains.token_usage.commands import BOUND, RecordConversation, RecordUsage

@@ -8,7 +8,8 @@ from urllib.parse import quote
 import falcon
 
 from domains.mcp_servers import codec as mcp_codec
-from domains.mcp_servers.commands import CONFIGURATION, SERVER_ID, ImportDocument
+from domains.mcp_servers.commands import CONFIGURATION, SERVER_ID
+from domains.mcp_servers.import_document import ImportDocument
 from domains.mcp_servers.models import (
     ImportResult,
     StdioServer,
