@@ -140,35 +140,7 @@ def require_object(payload: Any, what: str = "body") -> Mapping[str, Any]:
     return payload
 
 
-def required_text(payload: Mapping[str, Any], field: str) -> str:
-    value = payload.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field} is required and must be a non-blank string", field=field)
-    return value
-
-
-def optional_text(payload: Mapping[str, Any], field: str) -> str | None:
-    value = payload.get(field)
-    if value is not None and not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string or null", field=field)
-    return value
-
-
-def string_list(payload: Mapping[str, Any], field: str) -> list[str]:
-    value = payload.get(field, [])
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValidationError(f"{field} must be a list of strings", field=field)
-    return list(value)
-
-
-def string_map(payload: Mapping[str, Any], field: str) -> dict[str, str]:
-    value = payload.get(field, {})
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise ValidationError(f"{field} must be an object of strings", field=field)
-    return dict(value)
+def blank_to_none(value: str | None) -> str | None:
+    """An optional text where blank means absent: None for None or a blank string, else the
+    text as given (not stripped)."""
+    return None if value is None or not value.strip() else value

@@ -93,7 +93,7 @@ class InboundMessage(RouteFields):
     external_message_id: str = wire(Text())
     content: str = wire(OptionalText(normalise=_none_is_empty), default="")
     attachments: list[Attachment] = wire(Many(Attachment), default=attrs.Factory(list))
-    received_at: _dt.datetime = wire(Timestamp())
+    received_at: _dt.datetime = wire(Timestamp(utc_only=True))
     metadata: dict[str, Any] | None = wire(JsonObject(), default=None)
 
 

@@ -11,12 +11,24 @@ import datetime as _dt
 
 import attrs
 
+from domains.shapes import Choice, Text, wire
+from domains.shapes.rules import RULE_KEY
+
 STDIO = "stdio"
 STREAMABLE_HTTP = "streamable_http"
 WEBSOCKET = "websocket"
 TRANSPORT_TYPES = (STDIO, STREAMABLE_HTTP, WEBSOCKET)
 
 DEFAULT_OPEN_TIMEOUT = 10.0
+
+#: A serverId is a record key and an index entry: bounded so that every key fits the engine's
+#: limit and no index entry is clipped (clipping would make the list order approximate).
+MAX_SERVER_ID_BYTES = 128
+
+
+def _answered(transport: str) -> dict[str, Choice]:
+    # What the answer schema says of a record's transportType (its JSON is fixed by the class).
+    return {RULE_KEY: Choice((transport,))}
 
 
 @attrs.frozen(kw_only=True)
@@ -34,7 +46,8 @@ class McpServer:
 
 @attrs.frozen(kw_only=True)
 class StdioServer(McpServer):
-    transport_type: str = attrs.field(init=False, default=STDIO)
+    transport_type: str = attrs.field(init=False, default=STDIO,
+                                      metadata=_answered(STDIO))
     command: str
     args: list[str] = attrs.field(factory=list)
     env: dict[str, str] = attrs.field(factory=dict)
@@ -43,7 +56,8 @@ class StdioServer(McpServer):
 
 @attrs.frozen(kw_only=True)
 class StreamableHttpServer(McpServer):
-    transport_type: str = attrs.field(init=False, default=STREAMABLE_HTTP)
+    transport_type: str = attrs.field(init=False, default=STREAMABLE_HTTP,
+                                      metadata=_answered(STREAMABLE_HTTP))
     url: str
     token: str | None = None
     headers: dict[str, str] = attrs.field(factory=dict)
@@ -51,7 +65,8 @@ class StreamableHttpServer(McpServer):
 
 @attrs.frozen(kw_only=True)
 class WebsocketServer(McpServer):
-    transport_type: str = attrs.field(init=False, default=WEBSOCKET)
+    transport_type: str = attrs.field(init=False, default=WEBSOCKET,
+                                      metadata=_answered(WEBSOCKET))
     url: str
     headers: dict[str, str] = attrs.field(factory=dict)
     subprotocols: list[str] = attrs.field(factory=list)
@@ -71,21 +86,16 @@ CLASS_OF_TRANSPORT: dict[str, type[McpServer]] = {
     WEBSOCKET: WebsocketServer,
 }
 
-#: Attribute names that hold the transport's parameters (what ``<transport>_params`` may hold).
-COMMON_ATTRS = ("server_id", "enabled", "tool_name_prefix", "created_at", "updated_at",
-                "transport_type")
-
-
-def transport_attrs(cls: type[McpServer]) -> tuple[str, ...]:
-    return tuple(a.name for a in attrs.fields(cls) if a.name not in COMMON_ATTRS)
+IMPORTED = "imported"
+FAILED = "failed"
 
 
 @attrs.frozen
 class ImportEntryResult:
     """The outcome of one server of an import: status ``imported`` or ``failed``."""
 
-    status: str
-    message: str
+    status: str = wire(Choice((IMPORTED, FAILED)))
+    message: str = wire(Text(blank=True))
 
 
 @attrs.frozen

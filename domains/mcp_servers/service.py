@@ -8,17 +8,23 @@ that single transaction: either all of them are stored or (on a store failure) n
 
 from __future__ import annotations
 
-from typing import Any
+import builtins
+import datetime as _dt
 
-from domains.common import Clock, Page, check_limit, etag_of, utc_now
+from domains.common import Clock, Limit, Page, check_limit, etag_of, utc_now
 from domains.errors import NotFoundError, PreconditionFailedError, ValidationError
 from domains.mcp_servers import codec, repository
-from domains.mcp_servers.models import ImportEntryResult, ImportResult, McpServer
+from domains.mcp_servers.commands import McpServerConfig, check_server_id
+from domains.mcp_servers.import_document import ImportDocument, parse_import_entry
+from domains.mcp_servers.models import (
+    FAILED,
+    IMPORTED,
+    ImportEntryResult,
+    ImportResult,
+    McpServer,
+)
 from engine import Store, Transaction
 from engine.indexes import transact
-
-IMPORTED = "imported"
-FAILED = "failed"
 
 
 class McpServerService:
@@ -31,7 +37,7 @@ class McpServerService:
     def etag(server: McpServer) -> str:
         return etag_of(codec.to_json(server))
 
-    def _now(self) -> Any:
+    def _now(self) -> _dt.datetime:
         now = self.clock()
         return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
@@ -45,12 +51,11 @@ class McpServerService:
             )
 
     @staticmethod
-    def _store(
-        txn: Transaction, cls: type[McpServer], fields: dict[str, Any], now: Any
-    ) -> tuple[McpServer, bool]:
-        current = repository.get(txn, fields["server_id"])
+    def _store(txn: Transaction, server_id: str, config: McpServerConfig,
+               now: _dt.datetime) -> tuple[McpServer, bool]:
+        current = repository.get(txn, server_id)
         created_at = now if current is None else current.created_at
-        server = cls(**fields, created_at=created_at, updated_at=now)
+        server = config.record(server_id, created_at, now)
         return server, repository.put(txn, server)
 
     # -- reads ------------------------------------------------------------------------------------
@@ -61,29 +66,30 @@ class McpServerService:
             raise NotFoundError(f"MCP server {server_id!r} does not exist", field="serverId")
         return server
 
-    def list(self, *, limit: Any = None, cursor: str | None = None) -> Page[McpServer]:
+    def list(self, *, limit: Limit = None, cursor: str | None = None) -> Page[McpServer]:
         """Every configuration, by serverId (code-point order)."""
         n = check_limit(limit)
         with self.store.begin() as txn:
             items, next_cursor = repository.page(txn, limit=n, cursor=cursor)
         return Page(items, next_cursor)
 
-    def enabled_configurations(self) -> list[McpServer]:
+    def enabled_configurations(self) -> builtins.list[McpServer]:
         """Every enabled configuration, by serverId, in one read (startup loading)."""
         with self.store.begin() as txn:
             return repository.enabled(txn)
 
     # -- writes -----------------------------------------------------------------------------------
     def configure(
-        self, server_id: str, payload: Any, expected_etag: str | None = None
+        self, server_id: str, config: McpServerConfig, expected_etag: str | None = None
     ) -> tuple[McpServer, bool]:
         """Upsert by serverId (PUT replaces the whole configuration; createdAt is kept).
-        Returns (configuration, created)."""
-        cls, fields = codec.parse_put(payload, server_id)
+        A ``serverId`` in the configuration must be the addressed one. Returns (configuration,
+        created)."""
+        check_server_id(server_id, config)
 
         def go(txn: Transaction) -> tuple[McpServer, bool]:
             self._check_etag(repository.get(txn, server_id), server_id, expected_etag)
-            return self._store(txn, cls, fields, self._now())
+            return self._store(txn, server_id, config, self._now())
 
         return transact(self.store, go)
 
@@ -99,25 +105,24 @@ class McpServerService:
 
         transact(self.store, go)
 
-    def import_servers(self, payload: Any) -> ImportResult:
+    def import_servers(self, document: ImportDocument) -> ImportResult:
         """Import ``{"mcpServers": {...}}``: the valid entries in one transaction, the invalid
-        ones reported (status ``failed`` and the reason) without blocking the others. A document
-        of another shape raises ValidationError before anything is written."""
-        entries = codec.parse_import_document(payload)
+        ones reported (status ``failed`` and the reason) without blocking the others."""
+        entries = document.mcp_servers
         results: dict[str, ImportEntryResult] = {}
-        valid: list[tuple[str, type[McpServer], dict[str, Any]]] = []
+        valid: list[tuple[str, McpServerConfig]] = []
         for server_id, entry in entries.items():
             try:
-                cls, fields = codec.parse_import_entry(server_id, entry)
+                config = parse_import_entry(server_id, entry)
             except ValidationError as exc:
                 results[server_id] = ImportEntryResult(FAILED, exc.detail)
                 continue
-            valid.append((server_id, cls, fields))
+            valid.append((server_id, config))
             results[server_id] = ImportEntryResult(IMPORTED, "")  # message set after the write
 
         def go(txn: Transaction) -> dict[str, bool]:
             now = self._now()
-            return {sid: self._store(txn, cls, fields, now)[1] for sid, cls, fields in valid}
+            return {sid: self._store(txn, sid, config, now)[1] for sid, config in valid}
 
         created = transact(self.store, go) if valid else {}
         for sid, was_created in created.items():

@@ -26,9 +26,11 @@ A field without a default is required. A shape refuses fields it does not declar
 says ``IGNORE_UNKNOWN: ClassVar[bool] = True`` (a body another party defines and extends: the
 gateway's envelope); its schema then allows additional properties. ``JsonObject`` keeps free
 JSON. JSON names are the camelCase of the attribute names. A body that is one of several
-shapes by the value of one field is a :class:`Variants`. Query parameters use the same rules
-(web/resources/doc.py ``query(name, rule)`` documents one, and web/http.py
-``query_checked(req, name, rule)`` checks it), so they too are declared once.
+shapes by the value of one field is a :class:`Variants`. A rule between two fields is listed in
+the class's ``RELATIONS`` (:class:`Requires`: checked after the fields, said with ``if``/``then``).
+Timestamps are a :class:`Timestamp`. Query parameters use the same rules (web/resources/doc.py
+``query(name, rule)`` documents one, and web/http.py ``query_checked(req, name, rule)`` checks
+it), so they too are declared once.
 
 Rules JSON Schema cannot say exactly are stated so that a schema-driven fuzzer (schemathesis in
 tests/security/test_fuzz_openapi.py) generates only what the server accepts, and so that a reader
@@ -61,6 +63,7 @@ from domains.shapes.rules import (
     Many,
     Number,
     OptionalText,
+    Requires,
     Rule,
     Text,
     TextList,
@@ -73,6 +76,6 @@ from domains.shapes.rules import (
 
 __all__ = [
     "MISSING", "NON_BLANK_PATTERN", "UNSET", "Choice", "Flag", "Integer", "JsonObject", "Many",
-    "Number", "OptionalText", "Rule", "Text", "TextList", "TextMap", "Timestamp", "Unset",
-    "Variants", "camel", "ignores_unknown_fields", "json_schema", "parse", "wire",
+    "Number", "OptionalText", "Requires", "Rule", "Text", "TextList", "TextMap", "Timestamp",
+    "Unset", "Variants", "camel", "ignores_unknown_fields", "json_schema", "parse", "wire",
 ]

@@ -14,7 +14,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from domains.errors import ValidationError
 from domains.shapes.description import json_schema
-from domains.shapes.rules import MISSING, RULE_KEY, Rule, camel
+from domains.shapes.rules import MISSING, RULE_KEY, Requires, Rule, camel
 
 T = TypeVar("T")
 
@@ -28,6 +28,7 @@ class _Parser:
     lenient: bool
     rules: dict[str, Rule]
     structure: Callable[[Mapping[str, Any], type], Any]
+    relations: tuple[Requires, ...]
 
 
 _PARSERS: dict[type, _Parser] = {}
@@ -55,7 +56,7 @@ def _parser(cls: type) -> _Parser:
     structure: Callable[[Mapping[str, Any], type], Any] = make_dict_structure_fn(
         cls, _converter, _cattrs_forbid_extra_keys=not lenient, **overrides)
     found = _Parser(frozenset(rules), tuple(getattr(cls, "READ_ONLY", ())), lenient, rules,
-                    structure)
+                    structure, tuple(getattr(cls, "RELATIONS", ())))
     _PARSERS[cls] = found
     return found
 
@@ -81,7 +82,10 @@ def parse(cls: type[T], payload: Any, *, where: str | None = None) -> T:
     if not parser.lenient and not parser.names.issuperset(payload):  # rare: one set test first
         _refuse_fields(parser, payload, where)
     try:
-        return typing.cast(T, parser.structure(payload, cls))
+        shape = parser.structure(payload, cls)
+        for relation in parser.relations:
+            relation.check(shape)
+        return typing.cast(T, shape)
     except KeyError as exc:  # a required field is absent: its rule says what it needs
         name = exc.args[0]
         try:
@@ -125,21 +129,46 @@ def _nested(err: ValidationError, where: str | None) -> ValidationError:
 class Variants:
     """A body that is one of several shapes, chosen by the value of one field (``key``, its JSON
     name): e.g. an MCP server's ``transportType``, whose transports forbid each other's fields.
-    Each shape declares ``key`` as ``Choice((value,))``; the document says ``oneOf``."""
+    Each shape declares ``key`` as ``Choice((value,))``; the document says ``oneOf``.
+
+    ``case_insensitive``: the key's value is trimmed and lower-cased before the choice (each
+    shape's Choice is case-insensitive too). ``infer``: when the key is absent or null, the
+    value it stands for is inferred from the other fields (None: none can be); a shape whose
+    key may be absent declares it nullable. ``missing``: the error's detail when the key is
+    absent and nothing can be inferred (it may say what would have been)."""
 
     key: str
     shapes: Mapping[str, type]
+    case_insensitive: bool = False
+    infer: Callable[[Mapping[str, Any]], str | None] | None = None
+    missing: str = ""
+
+    def choose(self, payload: Mapping[str, Any]) -> str | None:
+        """The shape's value the payload stands for (None: none)."""
+        value = payload.get(self.key)
+        if value is None and self.infer is not None:
+            return self.infer(payload)
+        if type(value) is str:
+            value = value.strip().lower() if self.case_insensitive else value
+            if value in self.shapes:
+                return typing.cast(str, value)
+        return None
 
     def parse(self, payload: Any) -> Any:
         if type(payload) is not dict and not isinstance(payload, Mapping):
             raise ValidationError("the body must be a JSON object", field=None)
-        value = payload.get(self.key)
-        shape = self.shapes.get(value) if type(value) is str else None
-        if shape is None:
-            raise ValidationError(f"{self.key} must be one of {', '.join(self.shapes)}",
-                                  field=self.key)
-        return parse(shape, payload)
+        value = self.choose(payload)
+        if value is None:
+            given = payload.get(self.key)
+            detail = (f"{self.key} must be one of {', '.join(self.shapes)}" if given is not None
+                      or not self.missing else self.missing)
+            raise ValidationError(detail, field=self.key)
+        return parse(self.shapes[value], payload)
 
-    def schema(self) -> dict[str, Any]:
-        return {"oneOf": [json_schema(shape) for shape in self.shapes.values()],
-                "discriminator": {"propertyName": self.key}}
+    def schema(self, ref: Callable[[type], dict[str, Any]] = json_schema) -> dict[str, Any]:
+        """``oneOf`` the shapes' schemas (``ref``: how a shape is named, e.g. as a component).
+        The discriminator is said only when it is exact (values as given, key required)."""
+        out: dict[str, Any] = {"oneOf": [ref(shape) for shape in self.shapes.values()]}
+        if not self.case_insensitive and self.infer is None:
+            out["discriminator"] = {"propertyName": self.key}
+        return out

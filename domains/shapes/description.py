@@ -66,11 +66,14 @@ def json_schema(cls: type) -> dict[str, Any]:
             required.append(name)
         else:
             properties[name] = rule.schema()
-            if a.default is attrs.NOTHING:
+            if a.default is attrs.NOTHING or not a.init:  # not init: a record's fixed field
                 required.append(name)
     lenient = bool(getattr(cls, "IGNORE_UNKNOWN", False))  # see checking.ignores_unknown_fields
     found = {"type": "object", "properties": properties, "additionalProperties": lenient}
     if required:
         found["required"] = required
+    relations = getattr(cls, "RELATIONS", ())
+    if relations:
+        found["allOf"] = [relation.schema() for relation in relations]
     _SCHEMAS[cls] = found
     return found

@@ -96,18 +96,27 @@ class OptionalText(Rule):
 
     trim: bool = False
     normalise: Callable[[str | None], Any] | None = None
+    max_bytes: int | None = None
 
     def check(self, value: Any, field: str) -> Any:
         if value is MISSING:
             value = None
-        if value is not None and type(value) is not str:
-            raise ValidationError(f"{field} must be a string or null", field=field)
-        if self.trim and value is not None:
-            value = value.strip() or None
+        if value is not None:
+            if type(value) is not str:
+                raise ValidationError(f"{field} must be a string or null", field=field)
+            if self.max_bytes is not None and _utf8_len(value) > self.max_bytes:
+                raise ValidationError(f"{field} must be at most {self.max_bytes} bytes",
+                                      field=field)
+            if self.trim:
+                value = value.strip() or None
         return value if self.normalise is None else self.normalise(value)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": ["string", "null"]}
+        out: dict[str, Any] = {"type": ["string", "null"]}
+        if self.max_bytes is not None:
+            out.update(maxLength=self.max_bytes, format=f"utf8-max-{self.max_bytes}")
+            out["x-maxUtf8Bytes"] = self.max_bytes
+        return out
 
 
 def _insensitive_pattern(values: Sequence[str]) -> str:
@@ -183,7 +192,9 @@ class Flag(Rule):
 
 @attrs.frozen
 class Integer(Rule):
-    """A JSON integer (not a boolean, not 1.0) within [minimum, maximum] when given.
+    """A JSON integer (not a boolean) within [minimum, maximum] when given. A number written
+    with a zero fraction (``998.0``) is that integer: JSON Schema's ``integer`` says so (it is
+    a number with no fractional part), and a client's JSON encoder may write one that way.
     ``nullable``: null (or absence) gives None."""
 
     minimum: int | None = None
@@ -193,7 +204,9 @@ class Integer(Rule):
     def check(self, value: Any, field: str) -> int | None:
         if self.nullable and (value is None or value is MISSING):
             return None
-        if type(value) is not int:
+        if type(value) is float and value.is_integer():
+            value = int(value)
+        elif type(value) is not int:
             raise ValidationError(f"{field} is required and must be an integer", field=field)
         if (self.minimum is not None and value < self.minimum) or \
                 (self.maximum is not None and value > self.maximum):
@@ -212,25 +225,92 @@ class Integer(Rule):
 
 @attrs.frozen
 class Number(Rule):
-    """A finite JSON number (integer or decimal; not a boolean), at least ``minimum``."""
+    """A finite JSON number (integer or decimal; not a boolean), at least ``minimum`` and at
+    most ``maximum`` when given. ``nullable``: null (or absence) gives None."""
 
     minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
 
-    def check(self, value: Any, field: str) -> float | int:
+    def check(self, value: Any, field: str) -> float | int | None:
+        if self.nullable and (value is None or value is MISSING):
+            return None
         if type(value) not in (int, float) or value != value or value in (_INF, -_INF):
             raise ValidationError(f"{field} is required and must be a number", field=field)
         if self.minimum is not None and value < self.minimum:
             raise ValidationError(f"{field} must be at least {self.minimum}", field=field)
+        if self.maximum is not None and value > self.maximum:
+            raise ValidationError(f"{field} must be at most {self.maximum:g}", field=field)
         return typing.cast(float | int, value)
 
     def schema(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "number"}
+        out: dict[str, Any] = {"type": ["number", "null"] if self.nullable else "number"}
         if self.minimum is not None:
             out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
         return out
 
 
 _INF = float("inf")
+
+
+@attrs.frozen
+class Timestamp(Rule):
+    """An instant as RFC 3339 gives it (``2026-02-22T10:15:30.123Z``, ``...+01:00``; ``T`` and
+    ``Z`` in either case; digits beyond the microsecond dropped), or a full date ``YYYY-MM-DD``
+    meaning midnight UTC: what the JSON Schema formats ``date-time`` and ``date`` say, nothing
+    looser (no missing offset, no space, no week dates). A leap second (``:60``) is refused.
+    The value is an aware datetime in UTC (the same instant), or in its own offset where UTC
+    would fall before the year 1; ``utc_only`` refuses such an instant instead (a value that is
+    stored and answered in UTC)."""
+
+    utc_only: bool = False
+
+    def check(self, value: Any, field: str) -> _dt.datetime:
+        if type(value) is str:
+            found = _DATE_TIME.fullmatch(value) or _DATE.fullmatch(value)
+            if found is not None:
+                try:
+                    instant = _instant(found)
+                except ValueError:  # a 13th month, an offset of 24 hours
+                    pass
+                else:
+                    try:
+                        return instant.astimezone(_dt.UTC)
+                    except OverflowError:  # before the year 1 in UTC: kept in its own offset
+                        if not self.utc_only:
+                            return instant
+        raise ValidationError(
+            f"{field} must be an RFC 3339 timestamp (2026-02-22T10:15:30.123Z) or a date "
+            "YYYY-MM-DD", field=field)
+
+    def schema(self) -> dict[str, Any]:
+        return {"anyOf": [{"type": "string", "format": "date-time"},
+                          {"type": "string", "format": "date"}]}
+
+
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
+
+
+def _instant(found: re.Match[str]) -> _dt.datetime:
+    parts = found.groups()
+    year, month, day = int(parts[0]), int(parts[1]), int(parts[2])
+    if len(parts) == 3:
+        return _dt.datetime(year, month, day, tzinfo=_dt.UTC)
+    fraction, sign, off_h, off_m = parts[6], parts[7], parts[8], parts[9]
+    tz = _dt.UTC
+    if sign is not None:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ValueError("offset out of range")
+        offset = _dt.timedelta(hours=int(off_h), minutes=int(off_m))
+        tz = _dt.timezone(-offset if sign == "-" else offset)
+    micro = int((fraction or "").ljust(6, "0")[:6])
+    return _dt.datetime(year, month, day, int(parts[3]), int(parts[4]), int(parts[5]), micro,
+                        tzinfo=tz)
 
 
 @attrs.frozen
@@ -271,39 +351,6 @@ class TextList(Rule):
         if self.max_items is not None:
             out["maxItems"] = self.max_items
         return out
-
-
-@attrs.frozen
-class Timestamp(Rule):
-    """An RFC 3339 date-time (``2026-02-22T10:15:30.123Z``, any offset; kept as UTC) or a date
-    ``YYYY-MM-DD`` (midnight UTC): what JSON Schema's formats ``date-time`` and ``date`` say."""
-
-    def check(self, value: Any, field: str) -> _dt.datetime:
-        if type(value) is str and _TIMESTAMP_FORM.fullmatch(value):
-            try:
-                if value[-1] == "Z" and value[10] == "T":  # UTC as the gateway writes it
-                    return _dt.datetime.fromisoformat(value)
-                if len(value) == 10:
-                    d = _dt.date.fromisoformat(value)
-                    return _dt.datetime(d.year, d.month, d.day, tzinfo=_dt.UTC)
-                text = value.upper()
-                if text.endswith("Z"):
-                    text = text[:-1] + "+00:00"
-                return _dt.datetime.fromisoformat(text).astimezone(_dt.UTC)
-            except (ValueError, OverflowError):  # a 13th month; a UTC instant before year 1
-                pass
-        raise ValidationError(
-            f"{field} must be an RFC 3339 timestamp (2026-02-22T10:15:30Z) or YYYY-MM-DD",
-            field=field)
-
-    def schema(self) -> dict[str, Any]:
-        return {"anyOf": [{"type": "string", "format": "date-time"},
-                          {"type": "string", "format": "date"}]}
-
-
-_TIMESTAMP_FORM = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"(?:[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2}))?")
 
 
 @attrs.frozen
@@ -350,6 +397,28 @@ class Many(Rule):
         from domains.shapes.description import json_schema
 
         return {"type": ["array", "null"], "items": json_schema(self.shape)}
+
+
+@attrs.frozen
+class Requires:
+    """A relation between two fields of a shape, listed in its ``RELATIONS``: when ``field`` is
+    given (its value is not None), ``other`` must be too (a client key needs its certificate).
+    ``given`` is the rule whose JSON values count as given (for fields where blank means absent:
+    ``Text()``, a non-blank string); the document says it with ``if``/``then``."""
+
+    field: str
+    other: str
+    given: Rule
+
+    def check(self, shape: Any) -> None:
+        if getattr(shape, self.field) is not None and getattr(shape, self.other) is None:
+            name = camel(self.field)
+            raise ValidationError(f"{name} requires {camel(self.other)}", field=name)
+
+    def schema(self) -> dict[str, Any]:
+        field, other, given = camel(self.field), camel(self.other), self.given.schema()
+        return {"if": {"required": [field], "properties": {field: given}},
+                "then": {"required": [other], "properties": {other: given}}}
 
 
 def wire(rule: Rule, *, default: Any = attrs.NOTHING) -> Any:

@@ -8,6 +8,7 @@ derived from it. A cost given with more than nine decimals is rounded to nine at
 from __future__ import annotations
 
 import datetime as _dt
+import decimal
 
 import attrs
 
@@ -20,9 +21,33 @@ UNKNOWN_MODEL = "unknown"
 
 NANOS = 1_000_000_000
 
+#: llmModel is an element of roll-up keys (never clipped, so that the statistics can name the
+#: model): bounded so that every key fits the engine's key limit.
+MAX_MODEL_BYTES = 200
+#: agentId is an element of index keys (clipped beyond 128 bytes, still exact by digest).
+MAX_AGENT_ID_BYTES = 255
+#: A sanity bound on one record's cost and token count.
+MAX_COST = 1e12
+MAX_TOKENS = 2**53
+
 
 def nanos_to_float(n: int) -> float:
     return n / NANOS
+
+
+def cost_to_nanos(cost: float | None) -> int:
+    """A cost (a finite number >= 0, None for 0) as exact integer nano-units.
+
+    A float goes through its shortest decimal form (``repr``), so 0.1 is exactly 100000000
+    nano-units, not the binary float's 100000000.0000000055...; beyond nine decimals the cost is
+    rounded half-even.
+    """
+    if cost is None:
+        return 0
+    if type(cost) is int:
+        return cost * NANOS
+    exact = decimal.Decimal(repr(cost)) * NANOS
+    return int(exact.to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
 
 
 @attrs.frozen(kw_only=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from domains.mcp_servers.service import McpServerService
 from engine import Store
 from engine.indexes import check
 from tests.domains.counting import CountingStore
+from tests.domains.json_commands import MCP_SERVERS, JsonCommands
 
 
 class TickingClock:
@@ -33,8 +35,8 @@ class TickingClock:
 
 
 @pytest.fixture
-def svc(store: Store) -> McpServerService:
-    return McpServerService(store, clock=TickingClock())
+def svc(store: Store) -> Any:
+    return JsonCommands(McpServerService(store, clock=TickingClock()), MCP_SERVERS)
 
 
 def _invalid(svc: McpServerService, body: dict, field: str, code: str = "VALIDATION_ERROR",
@@ -230,7 +232,7 @@ def test_import_reports_each_server_and_stores_the_valid_ones(svc: McpServerServ
 
 def test_import_writes_in_one_transaction(store: Store) -> None:
     counting = CountingStore(store)
-    svc = McpServerService(counting, clock=TickingClock())
+    svc = JsonCommands(McpServerService(counting, clock=TickingClock()), MCP_SERVERS)
     svc.import_servers(DOCUMENT)
     assert counting.counts.write_txns == 1
 

@@ -3,11 +3,13 @@ the same (the strict fuzz test checks it over the whole API; these are the frame
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import sys
 from typing import Any, ClassVar
 
 import attrs
+import jsonschema_rs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ from domains.shapes import (
     Many,
     Number,
     OptionalText,
+    Requires,
     Text,
     TextList,
     TextMap,
@@ -133,7 +136,8 @@ class Counted:
 
 
 @pytest.mark.parametrize("payload, field", [
-    ({"count": True}, "count"), ({"count": 1.0}, "count"), ({"count": -1}, "count"),
+    ({"count": True}, "count"), ({"count": 1.5}, "count"), ({"count": -1}, "count"),
+    ({"count": float("inf")}, "count"), ({"count": -1.0}, "count"),
     ({"count": "1"}, "count"), ({"count": 1, "cost": False}, "cost"),
     ({"count": 1, "cost": -0.5}, "cost"), ({"count": 1, "env": {"a": 1}}, "env"),
     ({"count": 1, "env": []}, "env"),
@@ -146,6 +150,9 @@ def test_numbers_and_maps_are_strict(payload: dict[str, Any], field: str) -> Non
 
 def test_numbers_and_maps_accept() -> None:
     assert parse(Counted, {"count": 0, "cost": 1.5, "env": None}) == Counted(count=0, cost=1.5)
+    # JSON Schema's integer is a number without a fraction: 3.0 is the integer 3.
+    three = parse(Counted, {"count": 3.0})
+    assert three.count == 3 and type(three.count) is int
     assert json_schema(Counted)["properties"]["count"] == {"type": "integer", "minimum": 0}
 
 
@@ -240,3 +247,132 @@ def test_timestamp_and_list_schemas_say_the_rules() -> None:
                                                           "minimum": 0}
     assert JsonObject(known={"key": Text()}).schema()["properties"]["key"]["pattern"] == \
         NON_BLANK_PATTERN
+
+
+# -- second wave: inferred and case-insensitive variants, relations, bounds, timestamps ------------
+@attrs.frozen(kw_only=True)
+class Pipe:
+    transport: str | None = wire(Choice(("pipe",), case_insensitive=True, nullable=True),
+                                 default=None)
+    command: str = wire(Text())
+
+
+@attrs.frozen(kw_only=True)
+class Socket:
+    RELATIONS: ClassVar[tuple[Requires, ...]] = (Requires("key", "cert", Text()),)
+    transport: str = wire(Choice(("socket",), case_insensitive=True))
+    url: str = wire(Text())
+    cert: str | None = wire(OptionalText(trim=True), default=None)
+    key: str | None = wire(OptionalText(trim=True), default=None)
+
+
+INFERRED = Variants("transport", {"pipe": Pipe, "socket": Socket}, case_insensitive=True,
+                    infer=lambda body: "pipe" if "command" in body else None,
+                    missing="transport is required (or command for a pipe)")
+
+
+def test_variants_with_an_inferred_case_insensitive_key() -> None:
+    assert INFERRED.parse({"command": "x"}) == Pipe(command="x")
+    assert INFERRED.parse({"transport": None, "command": "x"}) == Pipe(command="x")
+    assert INFERRED.parse({"transport": " SoCKet ", "url": "u"}) == Socket(transport="socket",
+                                                                          url="u")
+    for payload, field, detail in [
+        ({"url": "u"}, "transport", "transport is required (or command for a pipe)"),
+        ({"transport": "tube", "command": "x"}, "transport", "transport must be one of pipe, "
+                                                             "socket"),
+        ({"transport": "socket", "url": "u", "key": "k"}, "key", "key requires cert"),
+        ({"transport": "socket", "url": "u", "key": "k", "cert": " "}, "key",
+         "key requires cert"),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            INFERRED.parse(payload)
+        assert (err.value.field, err.value.detail) == (field, detail)
+    assert INFERRED.parse({"transport": "socket", "url": "u", "key": " ", "cert": None}).key \
+        is None
+    assert "discriminator" not in INFERRED.schema()  # not exact: absent key, any case
+    assert INFERRED.schema(ref=lambda cls: {"$ref": cls.__name__})["oneOf"] == [
+        {"$ref": "Pipe"}, {"$ref": "Socket"}]
+
+
+@pytest.mark.parametrize("payload", [
+    {"transport": "socket", "url": "u"},
+    {"transport": "socket", "url": "u", "key": "k", "cert": "c"},
+    {"transport": "socket", "url": "u", "key": "k"},
+    {"transport": "socket", "url": "u", "key": "k", "cert": "  "},
+    {"transport": "socket", "url": "u", "key": " ", "cert": None},
+    {"transport": "socket", "url": "u", "cert": "c"},
+    {"command": "x"}, {"transport": "PIPE", "command": "x"}, {"url": "u"},
+    {"transport": "pipe", "url": "u"}, {"command": "x", "url": "u"},
+])
+def test_the_schema_of_variants_and_relations_says_what_parse_accepts(
+        payload: dict[str, Any]) -> None:
+    validator = jsonschema_rs.validator_for(INFERRED.schema())
+    try:
+        INFERRED.parse(payload)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert validator.is_valid(payload) == accepted
+
+
+@attrs.frozen(kw_only=True)
+class Bounded:
+    model: str | None = wire(OptionalText(max_bytes=4), default=None)
+    cost: float | None = wire(Number(minimum=0, maximum=10, nullable=True), default=None)
+
+
+@pytest.mark.parametrize("payload, accepted", [
+    ({}, True), ({"model": None, "cost": None}, True), ({"model": "ééé"}, False),
+    ({"model": "éé"}, True), ({"model": "     "}, False), ({"cost": 10}, True),
+    ({"cost": 10.5}, False), ({"cost": -1}, False), ({"cost": "1"}, False),
+])
+def test_optional_text_bytes_and_number_bounds(payload: dict[str, Any], accepted: bool) -> None:
+    validator = jsonschema_rs.validator_for(json_schema(Bounded))
+    if accepted:
+        parse(Bounded, payload)
+    else:
+        with pytest.raises(ValidationError):
+            parse(Bounded, payload)
+    if not (payload.get("model") or "").isascii():  # maxLength counts characters, not bytes
+        return
+    assert validator.is_valid(payload) == accepted
+
+
+UTC = dt.UTC
+
+
+@pytest.mark.parametrize("text, instant", [
+    ("2026-02-22", dt.datetime(2026, 2, 22, tzinfo=UTC)),
+    ("2026-02-22T10:15:30Z", dt.datetime(2026, 2, 22, 10, 15, 30, tzinfo=UTC)),
+    ("2026-02-22t10:15:30.123z", dt.datetime(2026, 2, 22, 10, 15, 30, 123000, tzinfo=UTC)),
+    ("2026-02-22T10:15:30.1234567+01:00",
+     dt.datetime(2026, 2, 22, 9, 15, 30, 123456, tzinfo=UTC)),
+    ("0001-01-01T00:00:00+23:59",  # before the year 1 in UTC: kept in its own offset
+     dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=23, minutes=59)))),
+    ("2026-02-22T10:15:30", None), ("2026-02-22 10:15:30Z", None), ("2026-02-30", None),
+    ("2026-02-22T10:15:30+24:00", None), ("2026-W08-7", None), (" 2026-02-22", None),
+    ("20260222", None), ("2026-02-22T10:15Z", None), ("yesterday", None), ("", None),
+    ("２０２６-02-22", None), ("2026-02-22T10:15:30Zjunk", None),
+])
+def test_timestamps_are_rfc_3339_or_a_date_as_the_schema_says(
+        text: str, instant: dt.datetime | None) -> None:
+    rule = Timestamp()
+    if instant is None:
+        with pytest.raises(ValidationError) as err:
+            rule.check(text, "start")
+        assert err.value.field == "start"
+    else:
+        got = rule.check(text, "start")
+        assert got == instant and got.tzinfo is not None
+    validator = jsonschema_rs.validator_for(rule.schema(), validate_formats=True)
+    assert validator.is_valid(text) == (instant is not None)
+
+
+def test_a_utc_only_timestamp_refuses_an_instant_before_the_year_1_in_utc() -> None:
+    """A value stored and answered in UTC (the channel's receivedAt) cannot hold it: 400, not a
+    500 when it is formatted later."""
+    assert Timestamp().check("0001-01-01T00:00:00+23:59", "at").year == 1
+    with pytest.raises(ValidationError) as err:
+        Timestamp(utc_only=True).check("0001-01-01T00:00:00+23:59", "at")
+    assert err.value.field == "at"
+    assert Timestamp(utc_only=True).check("0001-01-02T00:00:00+23:59", "at").tzinfo is dt.UTC

@@ -9,6 +9,7 @@ import random
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from domains.token_usage.service import TokenUsageService
 from engine import Store
 from engine.indexes import check
 from tests.domains.counting import CountingStore
+from tests.domains.json_commands import TOKEN_USAGE, TOKEN_USAGE_QUERIES, JsonCommands
 
 T0 = dt.datetime(2026, 3, 1, 0, 0, tzinfo=dt.UTC)
 MS = dt.timedelta(milliseconds=1)
@@ -37,14 +39,20 @@ class ScriptedClock:
         return self.now
 
 
+def usage_service(store: Store, clock: ScriptedClock | None = None) -> Any:
+    """The service driven with JSON bodies and text bounds, as the web layer drives it."""
+    service = TokenUsageService(store) if clock is None else TokenUsageService(store, clock=clock)
+    return JsonCommands(service, TOKEN_USAGE, TOKEN_USAGE_QUERIES)
+
+
 @pytest.fixture
 def clock() -> ScriptedClock:
     return ScriptedClock()
 
 
 @pytest.fixture
-def svc(store: Store, clock: ScriptedClock) -> TokenUsageService:
-    return TokenUsageService(store, clock=clock)
+def svc(store: Store, clock: ScriptedClock) -> Any:
+    return usage_service(store, clock)
 
 
 def walk(svc: TokenUsageService, limit: int = 3, **kw) -> list[TokenUsageRecord]:
@@ -124,7 +132,7 @@ def test_conversation_is_two_records_in_one_transaction(
     store: Store, clock: ScriptedClock
 ) -> None:
     counting = CountingStore(store)
-    svc = TokenUsageService(counting, clock=clock)
+    svc = usage_service(counting, clock)
     user, assistant = svc.record_conversation({
         "agentId": "run", "llmModel": "m", "promptTokens": 10, "completionTokens": 20,
         "promptCost": 0.01, "completionCost": 0.02,
@@ -332,7 +340,7 @@ def test_statistics_read_buckets_not_records(store: Store, clock: ScriptedClock)
     """The keys a statistic reads depend on the buckets and the edge hours' records only: adding
     many records inside the whole hours of the range does not change what it reads."""
     counting = CountingStore(store)
-    svc = TokenUsageService(counting, clock=clock)
+    svc = usage_service(counting, clock)
     rng = random.Random(3)
     models = ["a", "b", None]
 
@@ -389,7 +397,7 @@ def test_statistics_read_buckets_not_records(store: Store, clock: ScriptedClock)
 
 def test_record_list_reads_only_the_range(store: Store, clock: ScriptedClock) -> None:
     counting = CountingStore(store)
-    svc = TokenUsageService(counting, clock=clock)
+    svc = usage_service(counting, clock)
     for i in range(60):
         clock.now = T0 + i * dt.timedelta(minutes=1)
         svc.record({"agentId": "a", "role": "user", "tokenCount": i})
@@ -400,7 +408,7 @@ def test_record_list_reads_only_the_range(store: Store, clock: ScriptedClock) ->
 
 
 def test_concurrent_conversations_keep_roll_ups_exact(store: Store) -> None:
-    svc = TokenUsageService(store)  # the real clock: several writers in the same hours
+    svc = usage_service(store)  # the real clock: several writers in the same hours
     errors: list[BaseException] = []
 
     def writer(n: int) -> None:

@@ -46,18 +46,6 @@ PATHS = os.environ.get("FUZZ_PATHS", "")
 #: Operations whose shapes are still hand-written (not yet declared with domains/shapes.py): the
 #: strict checks skip them unless FUZZ_STRICT=1. The second wave removes them from here.
 PENDING_STRICT = frozenset({
-    # MCP servers (domains/mcp_servers, web/resources/runtime_records.py)
-    "GET /rest/api/mcp-servers",
-    "POST /rest/api/mcp-servers/import",
-    "DELETE /rest/api/mcp-servers/{server_id}",
-    "GET /rest/api/mcp-servers/{server_id}",
-    "PUT /rest/api/mcp-servers/{server_id}",
-    # token usage (domains/token_usage, web/resources/runtime_records.py)
-    "POST /rest/api/token-usage/conversations",
-    "GET /rest/api/token-usage/records",
-    "POST /rest/api/token-usage/records",
-    "GET /rest/api/token-usage/statistics",
-    "GET /rest/api/token-usage/total-cost",
 })
 
 
@@ -80,6 +68,8 @@ RELATIONAL = {
     # agentId (alone or with turnId), or teamId without turnId: one combination of three
     # optional query parameters
     "GET /rest/api/channel-sources": "agentId, or teamId without turnId",
+    # a serverId in the body must be the one in the path
+    "PUT /rest/api/mcp-servers/{server_id}": "the body's serverId must be the path's",
 }
 
 

@@ -104,7 +104,9 @@ def fill_domains(store: Store) -> list[str]:
         AGENT_DEFINITIONS,
         AGENT_TEAMS,
         ARTIFACTS,
+        MCP_SERVERS,
         PROMPTS,
+        TOKEN_USAGE,
         JsonCommands,
     )
 
@@ -124,11 +126,13 @@ def fill_domains(store: Store) -> list[str]:
         "name": "team", "description": "a team", "coordinatorMemberName": "lead",
         "nodes": [{"memberName": "lead", "referenceId": "1", "referenceType": "AGENT"}],
     })
-    services.mcp_servers.configure("srv1", {"transportType": "stdio", "command": "node"})
-    services.token_usage.record_conversation({
+    JsonCommands(services.mcp_servers, MCP_SERVERS).configure(
+        "srv1", {"transportType": "stdio", "command": "node"})
+    usage = JsonCommands(services.token_usage, TOKEN_USAGE)
+    usage.record_conversation({
         "agentId": "run-1", "llmModel": "gpt-4", "promptTokens": 10, "completionTokens": 4,
         "promptCost": 0.25, "completionCost": 0.5})
-    services.token_usage.record({"agentId": "run-2", "role": "user", "tokenCount": 3})
+    usage.record({"agentId": "run-2", "role": "user", "tokenCount": 3})
     JsonCommands(services.artifacts, ARTIFACTS).create({"agentId": "run-1",
                                                         "path": "out/chart.png"})
     assert services.channel is not None

@@ -65,8 +65,8 @@ def usage_statistics(cfg: Config, tmp: Tmp) -> Iterator[tuple[Side, Side]]:
     try:
         fill_large = fill_token_usage(large, cfg.scale_large)
         fill_small = fill_token_usage(small, cfg.scale_small)
-        start = START.date().isoformat()
-        end = (START + dt.timedelta(days=DAYS)).date().isoformat()
+        start = START
+        end = START + dt.timedelta(days=DAYS)
         for name, store in (("large", large), ("small", small)):
             stats = TokenUsageService(store).statistics(start, end)
             if len(stats) != len(MODELS):

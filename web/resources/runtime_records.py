@@ -8,24 +8,27 @@ from urllib.parse import quote
 import falcon
 
 from domains.mcp_servers import codec as mcp_codec
+from domains.mcp_servers.commands import CONFIGURATION, SERVER_ID
+from domains.mcp_servers.import_document import ImportDocument
+from domains.mcp_servers.models import (
+    ImportResult,
+    StdioServer,
+    StreamableHttpServer,
+    WebsocketServer,
+)
 from domains.token_usage import codec as usage_codec
+from domains.token_usage.codec import ModelStatisticsAnswer, TokenUsageAnswer, TotalCostAnswer
+from domains.token_usage.commands import BOUND, RecordConversation, RecordUsage
 from web.context import AppContext
-from web.http import if_match, query_text, read_json, read_object, send, send_page
+from web.http import if_match, query_checked, query_text, read_command, read_json, send, send_page
 from web.resources.doc import (
-    BOOL,
     IF_MATCH,
-    INT,
     LIST_PARAMS,
-    NSTR,
-    NUM,
-    STR,
-    TIME,
     json_body,
-    obj,
     op,
     page_of,
-    path_param,
     query,
+    schema,
 )
 
 MCP = "/rest/api/mcp-servers"
@@ -50,8 +53,8 @@ class McpServerItem:
         send(resp, mcp_codec.to_json(self._mcp.get(server_id)), etag=True)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, server_id: str) -> None:
-        body = read_object(req, self._ctx.max_body)
-        server, created = self._mcp.configure(server_id, body, expected_etag=if_match(req))
+        config = CONFIGURATION.parse(read_json(req, self._ctx.max_body))
+        server, created = self._mcp.configure(server_id, config, expected_etag=if_match(req))
         send(resp, mcp_codec.to_json(server), falcon.HTTP_201 if created else falcon.HTTP_200,
              etag=True)
         if created:
@@ -68,7 +71,7 @@ class McpServerImport:
         self._mcp = ctx.services.mcp_servers
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        result = self._mcp.import_servers(read_json(req, self._ctx.max_body))
+        result = self._mcp.import_servers(read_command(req, self._ctx.max_body, ImportDocument))
         send(resp, mcp_codec.import_result_to_json(result))
 
 
@@ -84,14 +87,14 @@ class UsageRecords:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         page = self._usage.list(
-            query_text(req, "start"), query_text(req, "end"),
+            query_checked(req, "start", BOUND), query_checked(req, "end", BOUND),
             llm_model=query_text(req, "llmModel"), agent_id=query_text(req, "agentId"),
             limit=query_text(req, "limit"), cursor=query_text(req, "cursor"),
         )
         send_page(resp, page, usage_codec.to_json)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        record = self._usage.record(read_object(req, self._ctx.max_body))
+        record = self._usage.record(read_command(req, self._ctx.max_body, RecordUsage))
         send(resp, usage_codec.to_json(record), falcon.HTTP_201)
         resp.location = _records_of(record.agent_id)
 
@@ -102,7 +105,8 @@ class UsageConversations:
         self._usage = ctx.services.token_usage
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        records = self._usage.record_conversation(read_object(req, self._ctx.max_body))
+        records = self._usage.record_conversation(
+            read_command(req, self._ctx.max_body, RecordConversation))
         send(resp, usage_codec.records_to_json(records), falcon.HTTP_201)
         resp.location = _records_of(records[0].agent_id)
 
@@ -112,7 +116,8 @@ class UsageTotalCost:
         self._usage = ctx.services.token_usage
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        total = self._usage.total_cost(query_text(req, "start"), query_text(req, "end"))
+        total = self._usage.total_cost(query_checked(req, "start", BOUND),
+                                       query_checked(req, "end", BOUND))
         send(resp, usage_codec.total_cost_to_json(total))
 
 
@@ -121,7 +126,8 @@ class UsageStatistics:
         self._usage = ctx.services.token_usage
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        groups = self._usage.statistics(query_text(req, "start"), query_text(req, "end"))
+        groups = self._usage.statistics(query_checked(req, "start", BOUND),
+                                        query_checked(req, "end", BOUND))
         send(resp, [usage_codec.statistics_to_json(g) for g in groups])
 
 
@@ -136,50 +142,15 @@ def add_routes(app: falcon.App, ctx: AppContext) -> None:
     app.add_route(USAGE + "/statistics", UsageStatistics(ctx))
 
 
-MCP_SERVER = {
-    "type": "object",
-    "required": ["serverId", "transportType", "enabled", "createdAt", "updatedAt"],
-    "properties": {
-        "serverId": STR,
-        "transportType": {"type": "string", "enum": ["stdio", "streamable_http", "websocket"]},
-        "enabled": BOOL, "toolNamePrefix": NSTR, "createdAt": TIME, "updatedAt": TIME,
-    },
-    "additionalProperties": True,
-}
-MCP_PUT = {
-    "type": "object",
-    "description": "the configuration; transport parameters depend on transportType "
-                   "(stdio: command, args, env, cwd; streamable_http: url, token, headers; "
-                   "websocket: url, headers, subprotocols, origin, openTimeout, pingInterval, "
-                   "pingTimeout, verifyTls, caFile, clientCert, clientKey)",
-    "properties": {"transportType": MCP_SERVER["properties"]["transportType"]},
-    "additionalProperties": True,
-}
-IMPORT_RESULT = obj(
-    {"importedCount": INT, "failedCount": INT,
-     "results": {"type": "object", "additionalProperties": obj(
-         {"status": STR, "message": NSTR}, ["status"], additional=True)}},
-    ["importedCount", "failedCount", "results"],
-)
-USAGE_RECORD = obj(
-    {"tokenUsageRecordId": STR, "agentId": STR, "role": {"type": "string",
-                                                         "enum": ["user", "assistant"]},
-     "tokenCount": INT, "cost": NUM, "llmModel": NSTR, "createdAt": TIME},
-    ["tokenUsageRecordId", "agentId", "role", "tokenCount", "cost", "llmModel", "createdAt"],
-)
-USAGE_CREATE = obj({"agentId": STR, "role": {"type": "string", "enum": ["user", "assistant"]},
-                    "tokenCount": INT, "cost": NUM, "llmModel": NSTR},
-                   ["agentId", "role", "tokenCount"])
-CONVERSATION = obj({"agentId": STR, "llmModel": NSTR, "promptTokens": INT,
-                    "completionTokens": INT, "promptCost": NUM, "completionCost": NUM},
-                   ["agentId", "promptTokens", "completionTokens"])
-STATISTICS = obj({"llmModel": STR, "promptTokens": INT, "promptTokenCost": NUM,
-                  "assistantTokens": INT, "assistantTokenCost": NUM, "totalCost": NUM},
-                 ["llmModel", "promptTokens", "promptTokenCost", "assistantTokens",
-                  "assistantTokenCost", "totalCost"])
-RANGE = [query("start", description="ISO-8601 timestamp or YYYY-MM-DD, inclusive"),
-         query("end", description="ISO-8601 timestamp or YYYY-MM-DD, inclusive")]
-SID = [path_param("server_id")]
+MCP_SERVER = {"oneOf": [schema(StdioServer), schema(StreamableHttpServer),
+                       schema(WebsocketServer)]}
+USAGE_RECORD = schema(TokenUsageAnswer)
+RANGE = [query("start", BOUND, description="inclusive; RFC 3339 timestamp, or a date YYYY-MM-DD "
+                                           "meaning midnight UTC"),
+         query("end", BOUND, description="inclusive; RFC 3339 timestamp, or a date YYYY-MM-DD "
+                                         "meaning midnight UTC")]
+#: A serverId holding "/" (an import may store one) has no path of its own: 404 on every route.
+SID = [{"name": "server_id", "in": "path", "required": True, "schema": SERVER_ID.schema()}]
 
 PATHS: dict[str, Any] = {
     MCP: {"get": op("listMcpServers", "Every MCP server configuration, by serverId",
@@ -187,34 +158,36 @@ PATHS: dict[str, Any] = {
     MCP + "/{server_id}": {
         "get": op("getMcpServer", "One configuration", {"200": json_body(MCP_SERVER)},
                   params=SID, errors=("404",)),
-        "put": op("configureMcpServer", "Create or replace a configuration",
-                  {"200": json_body(MCP_SERVER), "201": json_body(MCP_SERVER)}, body=MCP_PUT,
-                  params=[*SID, IF_MATCH], errors=("400", "412", "413", "415")),
+        "put": op("configureMcpServer",
+                  "Create or replace a configuration (a serverId in the body must be the path's)",
+                  {"200": json_body(MCP_SERVER), "201": json_body(MCP_SERVER)},
+                  body=CONFIGURATION.schema(ref=schema),
+                  params=[*SID, IF_MATCH], errors=("400", "404", "412", "413", "415")),
         "delete": op("deleteMcpServer", "Delete a configuration",
                      {"204": {"description": "deleted"}}, params=[*SID, IF_MATCH],
                      errors=("404", "412")),
     },
     MCP + "/import": {"post": op(
         "importMcpServers", "Import {mcpServers: {...}}: valid entries in one transaction",
-        {"200": json_body(IMPORT_RESULT)},
-        body=obj({"mcpServers": {"type": "object"}}, ["mcpServers"], additional=True),
+        {"200": json_body(schema(ImportResult))}, body=schema(ImportDocument),
         errors=("400", "413", "415"))},
     USAGE + "/records": {
         "get": op("listTokenUsageRecords", "Records in [start, end], by createdAt",
                   {"200": json_body(page_of(USAGE_RECORD))},
                   params=[*RANGE, query("llmModel"), query("agentId"), *LIST_PARAMS]),
         "post": op("recordTokenUsage", "Record one usage", {"201": json_body(USAGE_RECORD)},
-                   body=USAGE_CREATE, errors=("400", "413", "415")),
+                   body=schema(RecordUsage), errors=("400", "413", "415")),
     },
     USAGE + "/conversations": {"post": op(
         "recordConversation", "A turn's user and assistant records, in one transaction",
         {"201": json_body({"type": "array", "items": USAGE_RECORD, "minItems": 2,
                            "maxItems": 2})},
-        body=CONVERSATION, errors=("400", "413", "415"))},
+        body=schema(RecordConversation), errors=("400", "413", "415"))},
     USAGE + "/total-cost": {"get": op(
         "tokenUsageTotalCost", "Total cost over [start, end]",
-        {"200": json_body(obj({"totalCost": NUM}, ["totalCost"]))}, params=RANGE)},
+        {"200": json_body(schema(TotalCostAnswer))}, params=RANGE)},
     USAGE + "/statistics": {"get": op(
-        "tokenUsageStatistics", "Per-model statistics over [start, end]",
-        {"200": json_body({"type": "array", "items": STATISTICS})}, params=RANGE)},
+        "tokenUsageStatistics", "Per-model statistics over [start, end], by first appearance",
+        {"200": json_body({"type": "array", "items": schema(ModelStatisticsAnswer)})},
+        params=RANGE)},
 }
