@@ -157,8 +157,14 @@ class ServerProcess:
             return resp.status, json.loads(raw) if raw else None
 
 
+#: Settings given to every server the bench starts (``--server-env``), e.g. to measure a
+#: switch's cost (AUTOBYTEUS_ACCESS_LOG=0); the caller's own AUTOBYTEUS_* never leak in.
+SERVER_SETTINGS: dict[str, str] = {}
+
+
 def server_env(data_dir: str, provider: str = "lmdb", **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOBYTEUS_", "CHANNEL_"))}
+    env.update(SERVER_SETTINGS)
     env.update(PERSISTENCE_PROVIDER=provider, AUTOBYTEUS_DATA_DIR=data_dir, **extra)
     return env
 

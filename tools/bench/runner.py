@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--load-generator", choices=("auto", "wrk", "python"), default="auto",
                    help="HTTP load generator (auto: wrk when installed)")
     p.add_argument("--workdir", help="where stores are created (default: a temporary directory)")
+    p.add_argument("--server-env", action="append", default=[], metavar="VAR=VALUE",
+                   help="a setting for every server the bench starts, e.g. "
+                        "AUTOBYTEUS_ACCESS_LOG=0; repeatable")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     return p.parse_args(argv)
 
@@ -141,6 +144,14 @@ def _loadavg() -> list[float] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from tools.bench import http_bench
+
+    for item in args.server_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"bench: --server-env wants VAR=VALUE, not {item!r}", file=sys.stderr)
+            return 2
+        http_bench.SERVER_SETTINGS[name] = value
     cfg = Config.make(
         args.quick, rounds=args.rounds, engine_seconds=args.seconds,
         http_seconds=args.http_seconds, http_threads=args.http_threads,
