@@ -270,7 +270,7 @@ def run_wrk(server: ServerProcess, reqs: list[Request], cfg: Config, workdir: st
     r = json.loads(lines[-1])
     # wrk counts every answer outside 2xx/3xx as a status error: where refusals are the point
     # (the 400 reference), they are answers, and the setup checked that they are 400s.
-    kinds = ("connect_errors", "read_errors", "write_errors", "timeouts")
+    kinds: tuple[str, ...] = ("connect_errors", "read_errors", "write_errors", "timeouts")
     if not refusals_expected:
         kinds = ("status_errors", *kinds)
     errors = sum(r[k] for k in kinds)
@@ -409,15 +409,18 @@ BACKEND_SECONDS = 10.0
 def prefill_prompts(provider: str, data_dir: str, n: int) -> None:
     """``n`` prompts written in process (not durably: this is set-up, not the measurement)."""
     import engine
+    from domains.prompts.commands import CreatePrompt
     from domains.prompts.service import PromptService
+    from domains.shapes import parse
 
     store = engine.open_store(provider, data_dir=data_dir, sync=False)
     try:
         service = PromptService(store)
         for i in range(n):
-            service.create({"name": f"prefill-{i}", "category": "bench",
-                            "promptContent": f"You are assistant number {i}. " * 8,
-                            "suitableForModels": "gpt-bench"})
+            service.create(parse(CreatePrompt, {
+                "name": f"prefill-{i}", "category": "bench",
+                "promptContent": f"You are assistant number {i}. " * 8,
+                "suitableForModels": "gpt-bench"}))
     finally:
         store.close()
 
