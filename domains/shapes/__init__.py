@@ -49,8 +49,9 @@ rule of each field is one small Python call.
 """
 
 from domains.shapes.checking import Variants, ignores_unknown_fields, parse
-from domains.shapes.description import json_schema
+from domains.shapes.description import json_schema, relations
 from domains.shapes.rules import (
+    BLANK_PATTERN,
     MISSING,
     NON_BLANK_PATTERN,
     UNSET,
@@ -72,7 +73,8 @@ from domains.shapes.rules import (
 )
 
 __all__ = [
-    "MISSING", "NON_BLANK_PATTERN", "UNSET", "Choice", "Flag", "Integer", "JsonObject", "Many",
+    "BLANK_PATTERN", "MISSING", "NON_BLANK_PATTERN", "UNSET", "Choice", "Flag", "Integer",
+    "JsonObject", "Many",
     "Number", "OptionalText", "Rule", "Text", "TextList", "TextMap", "Timestamp", "Unset",
-    "Variants", "camel", "ignores_unknown_fields", "json_schema", "parse", "wire",
+    "Variants", "camel", "ignores_unknown_fields", "json_schema", "parse", "relations", "wire",
 ]

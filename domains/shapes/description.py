@@ -72,5 +72,20 @@ def json_schema(cls: type) -> dict[str, Any]:
     found = {"type": "object", "properties": properties, "additionalProperties": lenient}
     if required:
         found["required"] = required
+    stated = relations(cls)
+    if stated:
+        found["allOf"] = list(stated)
     _SCHEMAS[cls] = found
     return found
+
+
+def relations(cls: type) -> tuple[dict[str, Any], ...]:
+    """The rules between fields that a shape states in ``RELATIONS``.
+
+    A shape whose checking relates fields to each other (only these pairs of values; this field
+    when that one has this value) says so in ``RELATIONS: ClassVar[tuple[dict, ...]]``: JSON
+    Schema fragments, each of which the whole body must also satisfy (the schema's ``allOf``),
+    built from the same declarations that the checking uses. A subclass inherits its base's
+    relations, or replaces them with ones that say at least as much (one ``anyOf`` of complete
+    cases reads better, and is easier to generate from, than several that cross)."""
+    return tuple(getattr(cls, "RELATIONS", ()))
