@@ -185,8 +185,11 @@ class Flag(Rule):
 
 @attrs.frozen
 class Integer(Rule):
-    """A JSON integer (not a boolean, not 1.0) within [minimum, maximum] when given.
-    ``nullable``: null (or absence) gives None."""
+    """A JSON integer (not a boolean, not 1.5) within [minimum, maximum] when given.
+    ``nullable``: null (or absence) gives None. A whole number written with a fraction
+    (``2.0``) is the integer 2: JSON Schema's ``integer`` admits it (its data model has one
+    number 2), so a schema-driven client may send it, and refusing it would refuse a value the
+    document allows."""
 
     minimum: int | None = None
     maximum: int | None = None
@@ -195,6 +198,8 @@ class Integer(Rule):
     def check(self, value: Any, field: str) -> int | None:
         if self.nullable and (value is None or value is MISSING):
             return None
+        if type(value) is float and value.is_integer():
+            value = int(value)
         if type(value) is not int:
             raise ValidationError(f"{field} is required and must be an integer", field=field)
         if (self.minimum is not None and value < self.minimum) or \

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from domains.errors import ValidationError
 from domains.shapes import (
+    BLANK_PATTERN,
     NON_BLANK_PATTERN,
     UNSET,
     Choice,
@@ -125,6 +126,17 @@ def test_non_blank_pattern_is_exactly_python_strip() -> None:
         assert (pattern.search(char) is not None) == bool(char.strip()), hex(code)
 
 
+def test_blank_pattern_is_exactly_python_strip() -> None:
+    """Over every code point, alone and twice: the pattern matches exactly the strings that
+    str.strip() empties (an optional id counted as absent), and the empty string."""
+    pattern = re.compile(BLANK_PATTERN)
+    assert pattern.search("")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        for text in (char, char + char, f" {char}"):
+            assert (pattern.search(text) is not None) == (not text.strip()), hex(code)
+
+
 @attrs.frozen(kw_only=True)
 class Counted:
     count: int = wire(Integer(minimum=0))
@@ -133,7 +145,8 @@ class Counted:
 
 
 @pytest.mark.parametrize("payload, field", [
-    ({"count": True}, "count"), ({"count": 1.0}, "count"), ({"count": -1}, "count"),
+    ({"count": True}, "count"), ({"count": 1.5}, "count"), ({"count": -1}, "count"),
+    ({"count": -1.0}, "count"), ({"count": float("inf")}, "count"),
     ({"count": "1"}, "count"), ({"count": 1, "cost": False}, "cost"),
     ({"count": 1, "cost": -0.5}, "cost"), ({"count": 1, "env": {"a": 1}}, "env"),
     ({"count": 1, "env": []}, "env"),
@@ -146,6 +159,9 @@ def test_numbers_and_maps_are_strict(payload: dict[str, Any], field: str) -> Non
 
 def test_numbers_and_maps_accept() -> None:
     assert parse(Counted, {"count": 0, "cost": 1.5, "env": None}) == Counted(count=0, cost=1.5)
+    # 2.0 is JSON Schema's integer 2 (the document's "integer" admits it): kept as the int 2
+    whole = parse(Counted, {"count": 2.0}).count
+    assert whole == 2 and type(whole) is int
     assert json_schema(Counted)["properties"]["count"] == {"type": "integer", "minimum": 0}
 
 
