@@ -26,9 +26,14 @@ A field without a default is required. A shape refuses fields it does not declar
 says ``IGNORE_UNKNOWN: ClassVar[bool] = True`` (a body another party defines and extends: the
 gateway's envelope); its schema then allows additional properties. ``JsonObject`` keeps free
 JSON. JSON names are the camelCase of the attribute names. A body that is one of several
-shapes by the value of one field is a :class:`Variants`. Query parameters use the same rules
-(web/resources/doc.py ``query(name, rule)`` documents one, and web/http.py
-``query_checked(req, name, rule)`` checks it), so they too are declared once.
+shapes by the value of one field is a :class:`Variants`. Rules that relate fields to each
+other (checked by the service: only these pairs of values, this field when that one has this
+value) are stated in the shape's ``RELATIONS: ClassVar[tuple[dict, ...]]``, JSON Schema
+fragments built from the same declarations, which the body's schema adds as ``allOf``
+(:func:`relations`; the channel's bodies, domains/channel/commands.py, are the example).
+Query parameters use the same rules (web/resources/doc.py ``query(name, rule)`` documents
+one, and web/http.py ``query_checked(req, name, rule)`` checks it), so they too are declared
+once.
 
 Rules JSON Schema cannot say exactly are stated so that a schema-driven fuzzer (schemathesis in
 tests/security/test_fuzz_openapi.py) generates only what the server accepts, and so that a reader
