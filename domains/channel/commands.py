@@ -7,10 +7,12 @@ given blank counts as absent. The two ingress bodies (:class:`InboundMessage`,
 :class:`DeliveryReport`) and attachments ignore fields they do not know (domains.md 7.3); every
 other body refuses them.
 
-Rules that relate fields to each other stay the service's (service.py): the provider x
+Rules that relate fields to each other are checked by the service (service.py): the provider x
 transport pairs and the targets each can bind (models.CAPABILITIES), Discord peer and thread
 ids, which target fields go with a targetType, agentId or teamId on a turn binding, and the
-delivery event's key (``metadata.callbackIdempotencyKey``, else ``correlationMessageId``).
+delivery event's key (``metadata.callbackIdempotencyKey``, else ``correlationMessageId``). Each
+shape states them in its ``RELATIONS`` (domains.shapes.description.relations), built below from
+the same declarations, so that its JSON Schema says exactly what the service accepts.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from typing import Any, ClassVar
 import attrs
 
 from domains.channel.models import (
+    CAPABILITIES,
     DELIVERY_STATUSES,
+    DISCORD_CHANNEL_PEER,
+    DISCORD_PEER,
+    DISCORD_THREAD,
     OUTBOX_STATUSES,
     PEER_TYPES,
     PROVIDERS,
@@ -30,6 +36,8 @@ from domains.channel.models import (
     Attachment,
 )
 from domains.shapes import (
+    BLANK_PATTERN,
+    NON_BLANK_PATTERN,
     Choice,
     JsonObject,
     Many,
@@ -60,10 +68,84 @@ OUTBOX_STATUS = Choice(OUTBOX_STATUSES, case_insensitive=True)
 OPTIONAL_ID = OptionalText(normalise=_blank_is_none)
 MAX_ACK_IDS = 1000
 
+# -- the rules between fields, as JSON Schema (each shape's RELATIONS) ----------------------------
+#: An optional id that counts as absent: not given, null, or blank.
+_NO_ID: dict[str, Any] = {"anyOf": [{"type": "null"}, {"type": "string", "pattern": BLANK_PATTERN}]}
+#: An optional id that is given: a non-blank string.
+_ID: dict[str, Any] = {"type": "string", "pattern": NON_BLANK_PATTERN}
+
+
+def _regex(pattern: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": pattern}
+
+
+def _case(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"properties": properties}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+#: A Discord route's ids (service.route_of): a user:/channel: peer and no thread, or a channel:
+#: peer and a thread of digits.
+_DISCORD_IDS: dict[str, Any] = {"anyOf": [
+    _case({"peerId": _regex(DISCORD_PEER.pattern), "threadId": _NO_ID}),
+    _case({"peerId": _regex(DISCORD_CHANNEL_PEER.pattern),
+           "threadId": _regex(DISCORD_THREAD.pattern)}, ("threadId",)),
+]}
+
+#: What each targetType needs (service.upsert_binding): AGENT an agentId and no team fields,
+#: TEAM a teamId and no agentId (a targetMemberName optional).
+_TARGET_FIELDS: dict[str, dict[str, Any]] = {
+    "AGENT": _case({"agentId": _ID, "teamId": _NO_ID, "targetMemberName": _NO_ID}, ("agentId",)),
+    "TEAM": _case({"teamId": _ID, "agentId": _NO_ID}, ("teamId",)),
+}
+
+
+def _route_cases(*, with_targets: bool) -> dict[str, Any]:
+    """The routes a body may name: one case per provider x transport pair of CAPABILITIES (and,
+    ``with_targets``, per target that pair can bind, with that target's fields), a Discord
+    route's ids in its case."""
+    cases: list[dict[str, Any]] = []
+    for (provider, transport), targets in CAPABILITIES.items():
+        pair: dict[str, Any] = {
+            "provider": attrs.evolve(PROVIDER, values=(provider,)).schema(),
+            "transport": attrs.evolve(TRANSPORT, values=(transport,)).schema(),
+        }
+        both = [_DISCORD_IDS] if provider == "DISCORD" else []
+        if not with_targets:
+            cases.append({**_case(pair), **({"allOf": both} if both else {})})
+            continue
+        for target in targets:
+            fields = _TARGET_FIELDS[target]
+            cases.append({
+                "properties": {**pair, "targetType": attrs.evolve(
+                    TARGET_TYPE, values=(target,)).schema()},
+                "allOf": [*both, fields],
+            })
+    return {"anyOf": cases}
+
+
+#: Only the pairs of CAPABILITIES; a Discord route's ids.
+ROUTE_RULES = _route_cases(with_targets=False)
+#: ... and the targets each pair can bind, with the fields each target needs.
+BINDING_RULES = _route_cases(with_targets=True)
+#: A turn binding names an agentId or a teamId (or both).
+AGENT_OR_TEAM = {"anyOf": [_case({"agentId": _ID}, ("agentId",)),
+                           _case({"teamId": _ID}, ("teamId",))]}
+#: A delivery event's key: metadata.callbackIdempotencyKey, else a non-blank correlationMessageId.
+EVENT_KEY = {"anyOf": [
+    _case({"metadata": {"type": "object", "required": ["callbackIdempotencyKey"]}},
+          ("metadata",)),
+    _case({"correlationMessageId": _ID}, ("correlationMessageId",)),
+]}
+
 
 @attrs.frozen(kw_only=True)
 class RouteFields:
     """The five fields that name a conversation (flattened into the bodies that carry one)."""
+
+    RELATIONS: ClassVar[tuple[dict[str, Any], ...]] = (ROUTE_RULES,)
 
     provider: str = wire(PROVIDER)
     transport: str = wire(TRANSPORT)
@@ -76,6 +158,8 @@ class RouteFields:
 class PutBinding(RouteFields):
     """The binding of a route to an AGENT (``agentId``) or a TEAM (``teamId``, optionally a
     ``targetMemberName``)."""
+
+    RELATIONS: ClassVar[tuple[dict[str, Any], ...]] = (BINDING_RULES,)
 
     target_type: str = wire(TARGET_TYPE)
     agent_id: str | None = wire(OPTIONAL_ID, default=None)
@@ -102,6 +186,8 @@ class DeliveryReport(RouteFields):
     """A gateway's report on a reply it was sent. Its key is ``metadata.callbackIdempotencyKey``,
     else ``correlationMessageId`` (one of them is required: the service's rule)."""
 
+    RELATIONS: ClassVar[tuple[dict[str, Any], ...]] = (ROUTE_RULES, EVENT_KEY)
+
     IGNORE_UNKNOWN: ClassVar[bool] = True
     correlation_message_id: str | None = wire(OptionalText(), default=None)
     status: str = wire(DELIVERY_STATUS)
@@ -114,6 +200,8 @@ class DeliveryReport(RouteFields):
 class BindTurn(RouteFields):
     """Turn ``turnId`` of an agent (and/or a team: one of them is required) answers message
     ``externalMessageId`` of the route."""
+
+    RELATIONS: ClassVar[tuple[dict[str, Any], ...]] = (ROUTE_RULES, AGENT_OR_TEAM)
 
     external_message_id: str = wire(Text())
     turn_id: str = wire(Text())

@@ -26,7 +26,11 @@ CAPABILITIES: dict[tuple[str, str], tuple[str, ...]] = {
     ("TELEGRAM", "BUSINESS_API"): ("AGENT",),
 }
 ALLOWED_PAIRS = frozenset(CAPABILITIES)
+# Discord ids, matched whole (``fullmatch``: a trailing newline is refused, as JSON Schema's
+# ECMA-262 ``$`` does); the patterns are also the schemas' (commands.py).
 DISCORD_PEER = re.compile(r"^(user|channel):[0-9]+$")
+#: The peer a Discord thread belongs to.
+DISCORD_CHANNEL_PEER = re.compile(r"^channel:[0-9]+$")
 DISCORD_THREAD = re.compile(r"^[0-9]+$")
 
 # Ingress outcomes (the answer's ``disposition``; ROUTED may be spelled ACCEPTED by a setting).

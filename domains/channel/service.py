@@ -55,6 +55,7 @@ from domains.channel.models import (
     ALLOWED_PAIRS,
     CAPABILITIES,
     DEAD_LETTER,
+    DISCORD_CHANNEL_PEER,
     DISCORD_PEER,
     DISCORD_THREAD,
     DISPATCHING,
@@ -119,16 +120,16 @@ def route_of(fields: RouteFields) -> Route:
         )
     thread = fields.thread_id or ""
     if p == "DISCORD":
-        if not DISCORD_PEER.match(peer):
+        if not DISCORD_PEER.fullmatch(peer):
             raise ValidationError(
                 "a Discord peerId is user:<digits> or channel:<digits>", field="peerId",
                 code="INVALID_DISCORD_PEER_ID",
             )
         if thread:
-            if not DISCORD_THREAD.match(thread):
+            if not DISCORD_THREAD.fullmatch(thread):
                 raise ValidationError("a Discord threadId is digits", field="threadId",
                                       code="INVALID_DISCORD_THREAD_ID")
-            if not peer.startswith("channel:"):
+            if not DISCORD_CHANNEL_PEER.fullmatch(peer):
                 raise ValidationError("a Discord threadId goes only with a channel: peer",
                                       field="threadId", code="INVALID_DISCORD_THREAD_ID")
     return Route(p, t, fields.account_id, peer, thread)

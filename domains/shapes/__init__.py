@@ -26,9 +26,13 @@ A field without a default is required. A shape refuses fields it does not declar
 says ``IGNORE_UNKNOWN: ClassVar[bool] = True`` (a body another party defines and extends: the
 gateway's envelope); its schema then allows additional properties. ``JsonObject`` keeps free
 JSON. JSON names are the camelCase of the attribute names. A body that is one of several
-shapes by the value of one field is a :class:`Variants`. A rule between two fields is listed in
-the class's ``RELATIONS`` (:class:`Requires`: checked after the fields, said with ``if``/``then``).
-Timestamps are a :class:`Timestamp`. Query parameters use the same rules (web/resources/doc.py
+shapes by the value of one field is a :class:`Variants`. Rules that relate fields to each other
+are listed in the shape's ``RELATIONS`` (:func:`relations`), which the body's schema adds as
+``allOf``: a :class:`Requires` (this field needs that one) is checked here, after the fields, and
+said with ``if``/``then``; a plain JSON Schema fragment (only these pairs of values, this field
+when that one has this value) is checked by the service and only stated here, built from the same
+declarations (the channel's bodies, domains/channel/commands.py, are the example). Timestamps are
+a :class:`Timestamp`. Query parameters use the same rules (web/resources/doc.py
 ``query(name, rule)`` documents one, and web/http.py ``query_checked(req, name, rule)`` checks
 it), so they too are declared once.
 
@@ -51,8 +55,9 @@ rule of each field is one small Python call.
 """
 
 from domains.shapes.checking import Variants, ignores_unknown_fields, parse
-from domains.shapes.description import json_schema
+from domains.shapes.description import json_schema, relations
 from domains.shapes.rules import (
+    BLANK_PATTERN,
     MISSING,
     NON_BLANK_PATTERN,
     UNSET,
@@ -75,7 +80,8 @@ from domains.shapes.rules import (
 )
 
 __all__ = [
-    "MISSING", "NON_BLANK_PATTERN", "UNSET", "Choice", "Flag", "Integer", "JsonObject", "Many",
-    "Number", "OptionalText", "Requires", "Rule", "Text", "TextList", "TextMap", "Timestamp",
-    "Unset", "Variants", "camel", "ignores_unknown_fields", "json_schema", "parse", "wire",
+    "BLANK_PATTERN", "MISSING", "NON_BLANK_PATTERN", "UNSET", "Choice", "Flag", "Integer",
+    "JsonObject", "Many", "Number", "OptionalText", "Requires", "Rule", "Text", "TextList",
+    "TextMap", "Timestamp", "Unset", "Variants", "camel", "ignores_unknown_fields", "json_schema",
+    "parse", "relations", "wire",
 ]

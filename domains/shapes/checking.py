@@ -56,7 +56,8 @@ def _parser(cls: type) -> _Parser:
     structure: Callable[[Mapping[str, Any], type], Any] = make_dict_structure_fn(
         cls, _converter, _cattrs_forbid_extra_keys=not lenient, **overrides)
     found = _Parser(frozenset(rules), tuple(getattr(cls, "READ_ONLY", ())), lenient, rules,
-                    structure, tuple(getattr(cls, "RELATIONS", ())))
+                    structure,
+                    tuple(r for r in getattr(cls, "RELATIONS", ()) if isinstance(r, Requires)))
     _PARSERS[cls] = found
     return found
 

@@ -72,8 +72,21 @@ def json_schema(cls: type) -> dict[str, Any]:
     found = {"type": "object", "properties": properties, "additionalProperties": lenient}
     if required:
         found["required"] = required
-    relations = getattr(cls, "RELATIONS", ())
-    if relations:
-        found["allOf"] = [relation.schema() for relation in relations]
+    stated = relations(cls)
+    if stated:
+        found["allOf"] = list(stated)
     _SCHEMAS[cls] = found
     return found
+
+
+def relations(cls: type) -> tuple[dict[str, Any], ...]:
+    """The rules between fields that a shape states in ``RELATIONS``, as JSON Schema.
+
+    Each entry is a :class:`~domains.shapes.rules.Requires` (checked by parse(), stated by its
+    ``schema()``) or a JSON Schema fragment (a rule the service checks: only these pairs of
+    values, this field when that one has this value), built from the same declarations that the
+    checking uses. The whole body must satisfy each (the schema's ``allOf``). A subclass
+    inherits its base's relations, or replaces them with ones that say at least as much (one
+    ``anyOf`` of complete cases reads better, and is easier to generate from, than several that
+    cross)."""
+    return tuple(r if isinstance(r, dict) else r.schema() for r in getattr(cls, "RELATIONS", ()))

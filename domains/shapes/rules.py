@@ -40,6 +40,8 @@ _SPACE_CLASS = "".join(
 )
 #: A string with at least one character that is not whitespace.
 NON_BLANK_PATTERN = f"[^{_SPACE_CLASS}]"
+#: A string of whitespace only, or empty: what ``OptionalText(normalise=...)`` ids count as absent.
+BLANK_PATTERN = f"^[{_SPACE_CLASS}]*$"
 
 
 def _utf8_len(text: str) -> int:

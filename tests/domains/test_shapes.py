@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from domains.errors import ValidationError
 from domains.shapes import (
+    BLANK_PATTERN,
     NON_BLANK_PATTERN,
     UNSET,
     Choice,
@@ -126,6 +127,17 @@ def test_non_blank_pattern_is_exactly_python_strip() -> None:
     for code in range(sys.maxunicode + 1):
         char = chr(code)
         assert (pattern.search(char) is not None) == bool(char.strip()), hex(code)
+
+
+def test_blank_pattern_is_exactly_python_strip() -> None:
+    """Over every code point, alone and twice: the pattern matches exactly the strings that
+    str.strip() empties (an optional id counted as absent), and the empty string."""
+    pattern = re.compile(BLANK_PATTERN)
+    assert pattern.search("")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        for text in (char, char + char, f" {char}"):
+            assert (pattern.search(text) is not None) == (not text.strip()), hex(code)
 
 
 @attrs.frozen(kw_only=True)

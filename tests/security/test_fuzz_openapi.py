@@ -51,20 +51,13 @@ PENDING_STRICT = frozenset({
 
 #: Operations with rules that relate the body to stored data or its fields to each other, which
 #: no schema states: a schema-valid body may be refused with 400 (positive_data_acceptance off).
+#: The channel's bodies state theirs (their shapes' RELATIONS, domains/channel/commands.py); a
+#: rule between optional query parameters cannot be: OpenAPI describes each parameter alone.
 RELATIONAL = {
     # systemPromptCategory/systemPromptName must name an existing prompt family
     "POST /rest/api/agent-definitions": "the prompt family must exist",
     # coordinatorMemberName must name one of the nodes; member names unique
     "POST /rest/api/agent-team-definitions": "the coordinator must be one of the nodes",
-    # the channel's rules between fields (domains/channel/service.py, stated in each
-    # operation's summary): the provider x transport pair (models.CAPABILITIES), Discord ids
-    "POST /rest/api/channel-ingress/v1/messages": "provider x transport pair; Discord ids",
-    # ... and the key: metadata.callbackIdempotencyKey, else a non-blank correlationMessageId
-    "POST /rest/api/channel-ingress/v1/delivery-events": "route rules; the event's key",
-    # ... and which target fields go with a targetType
-    "PUT /rest/api/channel-bindings": "route rules; the target's fields",
-    # ... and agentId or teamId
-    "POST /rest/api/channel-receipts/turns": "route rules; agentId or teamId",
     # agentId (alone or with turnId), or teamId without turnId: one combination of three
     # optional query parameters
     "GET /rest/api/channel-sources": "agentId, or teamId without turnId",
