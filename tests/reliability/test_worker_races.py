@@ -262,9 +262,14 @@ def test_64_copies_of_one_message_route_once_and_each_reply_is_sent_once(pool: P
     while not set(keys) <= pool.gateway.keys() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert set(keys) <= pool.gateway.keys()
+    # The gateway has every reply; the worker that sent one records SENT only once the
+    # gateway's answer is back, so the last of them may still be DISPATCHING for a moment.
+    outbox = c.list_all("/rest/api/channel-outbox")
+    while any(e["status"] != "SENT" for e in outbox) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        outbox = c.list_all("/rest/api/channel-outbox")
     # Leased once each (an attempt is counted at the lease, and a SENT entry is never leased
     # again), so no worker sent any of them a second time.
-    outbox = c.list_all("/rest/api/channel-outbox")
     assert Counter(e["status"] for e in outbox) == {"SENT": THREADS}
     assert all(e["attempts"] == 1 for e in outbox), outbox
     assert pool.gateway.copies == len(pool.gateway.keys()) == THREADS, pool.gateway.copies
