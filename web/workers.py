@@ -270,7 +270,13 @@ class Supervisor:
             traceback.print_exc()
             code = 70
         finally:
-            with contextlib.suppress(Exception):
+            # The parent may SIGTERM every worker while this one ends (it stops them all when one
+            # fails to start): the handler's SystemExit must not escape into the parent's code,
+            # which this forked process also holds.
+            with contextlib.suppress(BaseException):
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            with contextlib.suppress(BaseException):
                 logging.shutdown()
                 sys.stdout.flush()
                 sys.stderr.flush()
