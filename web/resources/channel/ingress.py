@@ -84,26 +84,28 @@ _SIGNATURE_DETAIL = {
 }
 
 
-class IngressMessages:
+class _SignedIngress:
+    """A route whose body the gateway signs: verified over the raw bytes before any parsing."""
+
     def __init__(self, ctx: AppContext, refused: RateLimitedLog) -> None:
         self._ctx = ctx
         self._refused = refused
         self.clock: Callable[[], float] = time.time
 
+    def _signed_body(self, req: falcon.Request) -> Any:
+        return read_signed_body(req, self._ctx, self.clock, self._refused)
+
+
+class IngressMessages(_SignedIngress):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_signed_body(req, self._ctx, self.clock, self._refused)
+        body = self._signed_body(req)
         result = channel_service(self._ctx).ingest(parse(InboundMessage, body))
         send(resp, codec.ingress_answer_json(result), falcon.HTTP_202)
 
 
-class IngressDeliveryEvents:
-    def __init__(self, ctx: AppContext, refused: RateLimitedLog) -> None:
-        self._ctx = ctx
-        self._refused = refused
-        self.clock: Callable[[], float] = time.time
-
+class IngressDeliveryEvents(_SignedIngress):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = read_signed_body(req, self._ctx, self.clock, self._refused)
+        body = self._signed_body(req)
         event = channel_service(self._ctx).record_delivery_event(parse(DeliveryReport, body))
         send(resp, codec.delivery_answer_json(event), falcon.HTTP_202)
 
